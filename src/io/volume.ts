@@ -32,6 +32,8 @@ export interface VolumeSource {
   seriesCount?: number;
   /** NIfTI/DICOM data type of the stored voxels, e.g. 'int16', 'float32', 'uint16'. */
   storedDataType: string;
+  /** Files in the DICOM directory that were not DICOM and were skipped (DICOM only). */
+  skippedFiles?: number;
 }
 
 /** Something a reader had to do to bring the data onto a regular canonical grid. */
