@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { isVolumeReadError } from '../io/errors.js';
+import { registerInfo } from './info.js';
+
+const program = new Command();
+program
+  .name('mir3d')
+  .description('Content-based retrieval of 3D medical images (CT): which scans look like this one, and where.')
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showHelpAfterError();
+
+registerInfo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Input problems are expected and get one clear line; anything else is a bug and keeps its stack.
+  if (isVolumeReadError(error)) {
+    process.stderr.write(`mir3d: ${error.message} [${error.code}]\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`mir3d: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}
