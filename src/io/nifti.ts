@@ -80,9 +80,16 @@ function describeMagic(bytes: Uint8Array): string {
   return 'not a NIfTI-1/NIfTI-2 file (no NIfTI magic) nor gzip-compressed data';
 }
 
+/** gzip's footer holds the uncompressed size (mod 2³²); handing zlib one output chunk of that size
+ * avoids growing and concatenating 16 KiB chunks, which otherwise costs more than the inflation itself. */
+function outputChunkBytes(bytes: Buffer): number {
+  const hint = bytes.length >= 18 ? bytes.readUInt32LE(bytes.length - 4) + 1 : 0;
+  return Math.min(Math.max(hint, 64 * 1024), 1 << 30);
+}
+
 async function decompress(bytes: Buffer, path: string): Promise<Buffer> {
   try {
-    return await gunzipAsync(bytes);
+    return await gunzipAsync(bytes, { chunkSize: outputChunkBytes(bytes) });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const truncated = /unexpected end/i.test(message);
@@ -198,6 +205,32 @@ function affineOf(header: Header, bytes: Buffer, version: 1 | 2, dims: Vec3, spa
   return affine;
 }
 
+type StoredArray = Uint8Array | Int8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | Float32Array | Float64Array;
+
+const TYPED_CONSTRUCTORS: Record<number, new (buffer: ArrayBufferLike, byteOffset: number, length: number) => StoredArray> = {
+  2: Uint8Array,
+  4: Int16Array,
+  8: Int32Array,
+  16: Float32Array,
+  64: Float64Array,
+  256: Int8Array,
+  512: Uint16Array,
+  768: Uint32Array,
+};
+
+/** The stored values as a native-order typed array: a view on the bytes when byte order and alignment
+ * allow (the usual case), else a converted copy (big-endian files, odd offsets, 64-bit integers). */
+function storedValues(bytes: Buffer, offset: number, voxels: number, code: number, le: boolean): StoredArray {
+  const type = DATA_TYPES[code];
+  const start = bytes.byteOffset + offset;
+  const Typed = TYPED_CONSTRUCTORS[code];
+  if (Typed && le === littleEndianHost && start % type.bytes === 0) return new Typed(bytes.buffer, start, voxels);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = code === 64 || code === 1024 || code === 1280 ? new Float64Array(voxels) : new Float32Array(voxels);
+  for (let n = 0; n < voxels; n++) out[n] = type.read(view, offset + n * type.bytes, le);
+  return out;
+}
+
 /** Scaled voxels in stored order. Integral results that fit int16 (CT in HU, label maps) stay int16. */
 function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: string, options: NiftiReadOptions): { data: VoxelArray; corrections: Correction[] } {
   const type = DATA_TYPES[header.datatypeCode];
@@ -212,25 +245,38 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
   const slopeSet = Number.isFinite(header.scl_slope) && header.scl_slope !== 0;
   const slope = slopeSet ? header.scl_slope : 1;
   const inter = slopeSet && Number.isFinite(header.scl_inter) ? header.scl_inter : 0;
-  const integralScale = type.integral && Number.isInteger(slope) && Number.isInteger(inter);
+  const stored = storedValues(bytes, offset, voxels, header.datatypeCode, header.littleEndian);
 
-  // Fast path: native-order int16 without scaling, the usual CT file, is one memcpy.
-  if (header.datatypeCode === 4 && slope === 1 && inter === 0 && header.littleEndian === littleEndianHost) {
-    const copy = new Int16Array(voxels);
-    new Uint8Array(copy.buffer).set(bytes.subarray(offset, offset + voxels * 2));
-    return { data: copy, corrections: [] };
+  // Integer storage with integer scaling (nearly every CT file): the range decides int16 without
+  // inspecting the values one by one for fractions or NaN, which integers cannot hold.
+  if (type.integral && Number.isInteger(slope) && Number.isInteger(inter)) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let n = 0; n < voxels; n++) {
+      const v = stored[n];
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const scaledMin = Math.min(min * slope + inter, max * slope + inter);
+    const scaledMax = Math.max(min * slope + inter, max * slope + inter);
+    const out = scaledMin >= -32768 && scaledMax <= 32767 ? new Int16Array(voxels) : new Float32Array(voxels);
+    // Stored int16 stays a view on the decompressed bytes: canonicalization copies it anyway.
+    if (slope === 1 && inter === 0) {
+      if (stored instanceof Int16Array) return { data: stored, corrections: [] };
+      out.set(stored);
+    } else {
+      for (let n = 0; n < voxels; n++) out[n] = stored[n] * slope + inter;
+    }
+    return { data: out, corrections: [] };
   }
 
   const values = new Float32Array(voxels);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const le = header.littleEndian;
-  readInto(values, header.datatypeCode, bytes, offset, le, type, view);
   let fractional = false;
   let min = Infinity;
   let max = -Infinity;
   let nonFinite = 0;
   for (let n = 0; n < voxels; n++) {
-    const v = values[n] * slope + inter;
+    const v = stored[n] * slope + inter;
     values[n] = v;
     if (!Number.isFinite(v)) {
       nonFinite++;
@@ -238,7 +284,7 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
     }
     if (v < min) min = v;
     if (v > max) max = v;
-    if (!integralScale && !fractional && v !== Math.round(v)) fractional = true;
+    if (!fractional && v !== Math.round(v)) fractional = true;
   }
   const corrections: Correction[] = [];
   if (nonFinite > 0) {
@@ -252,33 +298,8 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
       details: { count: nonFinite, replacement: min },
     });
   }
-  if (!fractional && min >= -32768 && max <= 32767) return { data: Int16Array.from(values), corrections };
+  if (!fractional && min >= -32768 && max <= 32767) return { data: new Int16Array(values), corrections };
   return { data: values, corrections };
-}
-
-/** Raw stored values → float32, in native order whatever the file's byte order. */
-function readInto(out: Float32Array, code: number, bytes: Buffer, offset: number, le: boolean, type: DataTypeInfo, view: DataView): void {
-  const n = out.length;
-  const aligned = (bytes.byteOffset + offset) % type.bytes === 0;
-  if (le === littleEndianHost && aligned) {
-    const buffer = bytes.buffer;
-    const start = bytes.byteOffset + offset;
-    const typed =
-      code === 2 ? new Uint8Array(buffer, start, n)
-      : code === 4 ? new Int16Array(buffer, start, n)
-      : code === 8 ? new Int32Array(buffer, start, n)
-      : code === 16 ? new Float32Array(buffer, start, n)
-      : code === 64 ? new Float64Array(buffer, start, n)
-      : code === 256 ? new Int8Array(buffer, start, n)
-      : code === 512 ? new Uint16Array(buffer, start, n)
-      : code === 768 ? new Uint32Array(buffer, start, n)
-      : undefined;
-    if (typed) {
-      out.set(typed);
-      return;
-    }
-  }
-  for (let i = 0; i < n; i++) out[i] = type.read(view, offset + i * type.bytes, le);
 }
 
 /** Reads a .nii or .nii.gz file into a canonical Volume. */
