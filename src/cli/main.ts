@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { isVolumeReadError } from '../io/errors.js';
+import { registerDemo } from './demo.js';
 import { registerInfo } from './info.js';
 
 const program = new Command();
@@ -11,6 +12,7 @@ program
   .showHelpAfterError();
 
 registerInfo(program);
+registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);

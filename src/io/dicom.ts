@@ -873,6 +873,7 @@ export async function readDicomSeries(dir: string, options: DicomReadOptions = {
       seriesCount,
       storedDataType: storedTypeName(first),
       skippedFiles: scan.skippedFiles,
+      ...(first.bodyPart ? { bodyPart: first.bodyPart } : {}),
     },
     corrections,
   };

@@ -34,6 +34,8 @@ export interface VolumeSource {
   storedDataType: string;
   /** Files in the DICOM directory that were not DICOM and were skipped (DICOM only). */
   skippedFiles?: number;
+  /** DICOM BodyPartExamined (e.g. 'ABDOMEN', 'HEAD'), when the header has it. */
+  bodyPart?: string;
 }
 
 /** Something a reader had to do to bring the data onto a regular canonical grid. */
