@@ -1,0 +1,47 @@
+/**
+ * Every problem with a model or a batch becomes an EncoderError with a stable code and the offending path,
+ * so the CLI can print one line ("model.onnx: model input has 1 channel, ...") and an indexer can tell a
+ * bad model (stop) from a bad batch (skip the volume).
+ */
+export type EncoderErrorCode =
+  /** Model file or folder does not exist. */
+  | 'NOT_FOUND'
+  /** The file exists but ONNX Runtime (or the TF.js parser) cannot read it. */
+  | 'CORRUPT_MODEL'
+  /** A model folder lacks files, or its config files are malformed or contradict each other. */
+  | 'BAD_CONFIG'
+  /** The model's input cannot take slices with the requested preprocessing (rank, channels, size, dtype). */
+  | 'INCOMPATIBLE_INPUT'
+  /** The requested output name or index does not exist, or its shape cannot be pooled to a vector. */
+  | 'BAD_OUTPUT'
+  /** A hub model id was asked for; nothing is downloaded, the files must be placed locally. */
+  | 'OFFLINE_HUB_MODEL'
+  /** The TF.js model uses a layer or op the converter does not map. */
+  | 'UNSUPPORTED_OP'
+  /** A batch does not match the encoder's declared preprocessing. */
+  | 'BAD_BATCH'
+  /** An explicitly requested execution provider cannot run here. */
+  | 'PROVIDER_UNAVAILABLE'
+  /** The model cache folder cannot be created or written. */
+  | 'CACHE_UNWRITABLE'
+  /** Unknown encoder name. */
+  | 'UNKNOWN_ENCODER'
+  /** embed() after close(). */
+  | 'CLOSED';
+
+export class EncoderError extends Error {
+  override readonly name = 'EncoderError';
+  constructor(
+    readonly code: EncoderErrorCode,
+    /** The model file or folder (or encoder name) the problem is about. */
+    readonly path: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${detail}`, options);
+  }
+}
+
+export function isEncoderError(value: unknown): value is EncoderError {
+  return value instanceof EncoderError;
+}
