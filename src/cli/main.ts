@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { isVolumeReadError } from '../io/errors.js';
+import { EncoderError } from '../encode/errors.js';
+import { VolumeReadError } from '../io/errors.js';
+import { SearchError } from '../search/errors.js';
+import { StoreError } from '../store/errors.js';
 import { registerDemo } from './demo.js';
+import { registerEmbed } from './embed.js';
 import { registerInfo } from './info.js';
 
 const program = new Command();
@@ -13,12 +17,14 @@ program
 
 registerInfo(program);
 registerDemo(program);
+registerEmbed(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  // Input problems are expected and get one clear line; anything else is a bug and keeps its stack.
-  if (isVolumeReadError(error)) {
+  // Input problems (a bad file, model, index or query) are expected and get one clear line with their
+  // code; anything else is a bug and keeps its stack.
+  if (error instanceof VolumeReadError || error instanceof EncoderError || error instanceof StoreError || error instanceof SearchError) {
     process.stderr.write(`mir3d: ${error.message} [${error.code}]\n`);
     process.exitCode = 2;
   } else {

@@ -1,0 +1,125 @@
+import { mkdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { embedVolume } from '../encode/embed-volume.js';
+import { DEFAULT_ENCODER, openEncoder } from '../encode/registry.js';
+import { SliceFeeder } from '../encode/slice-feeder.js';
+import { writeFileAtomic } from '../io/niftiWriter.js';
+import { writeNpyFloat32 } from '../io/npy.js';
+import { readVolume } from '../io/read.js';
+import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { startProgress } from './progress.js';
+
+/** JSON written beside the .npy: everything needed to use the vectors without mir3d. */
+export interface EmbeddingsMetadata {
+  format: 'mir3d-embeddings/1';
+  encoderId: string;
+  encoder: string;
+  dim: number;
+  count: number;
+  /** File name of the float32 [count, dim] array, relative to this JSON file. */
+  vectorsFile: string;
+  source: { path: string; format: string; sha256Int16: string; dims: number[]; spacingMm: number[]; seriesKey?: string };
+  /** Canonical slice index (k, inferior → superior) and patient z in mm of each row. */
+  sliceIndices: number[];
+  zMm: number[];
+}
+
+export const positiveNumber = (label: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive number`);
+  return n;
+};
+
+export const positiveInteger = (label: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${label} must be a positive integer`);
+  return n;
+};
+
+interface EmbedCommandOptions {
+  encoder: string;
+  out?: string;
+  series?: string;
+  step?: number;
+  windows?: string;
+  batch: number;
+  worker?: boolean;
+  json?: boolean;
+  progress: boolean;
+}
+
+function defaultOutPath(input: string): string {
+  const name = basename(resolve(input)).replace(/\.nii(\.gz)?$/i, '') || 'volume';
+  return join(process.cwd(), `${name}.embeddings.npy`);
+}
+
+export function registerEmbed(program: Command): void {
+  program
+    .command('embed')
+    .description('Embed every axial slice of a volume: writes FILE.npy (float32 [slices, dim]) and FILE.json (encoder id, slice z in mm)')
+    .argument('<volume>', 'NIfTI file or DICOM series directory')
+    .option('--encoder <name|path>', `built-in encoder (mobilenet_v2, mobilenet_v2_mid, baseline), an .onnx file or a model folder`, DEFAULT_ENCODER)
+    .option('--out <file.npy>', 'where to write the vectors (default ./<name>.embeddings.npy)')
+    .option('--series <key>', 'series key, when a DICOM directory holds several')
+    .option('--step <mm>', 'embed one slice every this many mm (default: every slice)', positiveNumber('--step'))
+    .option('--windows <list>', 'HU windows as channels, e.g. "abdomen,lung,bone" or "40:400"')
+    .option('--batch <n>', 'slices per inference call', positiveInteger('--batch'), 16)
+    .option('--worker', 'preprocess in a worker thread (default from 4 CPU cores up)')
+    .option('--no-worker', 'preprocess on the main thread')
+    .option('--json', 'print the metadata as JSON')
+    .option('--no-progress', 'no progress display')
+    .action(async (input: string, options: EmbedCommandOptions) => {
+      const encoder = await openEncoder(options.encoder, {
+        ...(options.step !== undefined ? { sliceStepMm: options.step } : {}),
+        ...(options.windows ? { windows: options.windows } : {}),
+        onStatus: (message) => process.stderr.write(`${message}\n`),
+      });
+      const volume = await readVolume(input, options.series ? { seriesKey: options.series } : {});
+      const feeder = new SliceFeeder(options.worker);
+      const progress = startProgress('embedding', volume.dims[2], 'slices', options.progress);
+      try {
+        const embedded = await embedVolume(volume, encoder, {
+          batchSize: options.batch,
+          feeder,
+          onProgress: (done, total) => {
+            progress.setTotal(total);
+            progress.update(done);
+          },
+        });
+        const outPath = resolve(options.out ?? defaultOutPath(input));
+        const jsonPath = outPath.replace(/\.npy$/i, '') + '.json';
+        await mkdir(dirname(outPath), { recursive: true });
+        await writeNpyFloat32(outPath, embedded.vectors, [embedded.sliceIndices.length, embedded.dim]);
+        const metadata: EmbeddingsMetadata = {
+          format: 'mir3d-embeddings/1',
+          encoderId: embedded.encoderId,
+          encoder: encoder.name,
+          dim: embedded.dim,
+          count: embedded.sliceIndices.length,
+          vectorsFile: basename(outPath),
+          source: {
+            path: volume.source.path,
+            format: volume.source.format,
+            sha256Int16: canonicalInt16Sha256(volume),
+            dims: [...volume.dims],
+            spacingMm: [...volume.spacingMm],
+            ...(volume.source.seriesKey ? { seriesKey: volume.source.seriesKey } : {}),
+          },
+          sliceIndices: Array.from(embedded.sliceIndices),
+          zMm: Array.from(embedded.zMm),
+        };
+        await writeFileAtomic(jsonPath, `${JSON.stringify(metadata, null, 2)}\n`);
+        if (options.json) process.stdout.write(`${JSON.stringify({ ...metadata, vectorsPath: outPath, metadataPath: jsonPath }, null, 2)}\n`);
+        else {
+          process.stdout.write(
+            `${metadata.count} slices × ${metadata.dim} dims (${encoder.name}) → ${outPath}\nmetadata → ${jsonPath}\nencoder id ${metadata.encoderId}\n`,
+          );
+        }
+      } finally {
+        progress.stop();
+        await feeder.close();
+        await encoder.close();
+      }
+    });
+}

@@ -1,0 +1,40 @@
+/**
+ * Every problem with a query or search options becomes a SearchError with a stable code, so the CLI and
+ * server can print one line and map it to a user error, and tests can assert the reason rather than a
+ * message's wording.
+ */
+export type SearchErrorCode =
+  /** Query vectors, slice indices or z positions are missing, empty or of inconsistent length. */
+  | 'BAD_QUERY'
+  /** Query and index (or query and candidate) vectors have different dimensions. */
+  | 'DIM_MISMATCH'
+  /** A numeric option is out of range, or an option names an unknown method. */
+  | 'BAD_OPTION'
+  /** A mask lies on a different voxel grid than the volume it should select slices of. */
+  | 'GRID_MISMATCH'
+  /** The requested label value does not occur in the mask. */
+  | 'LABEL_ABSENT'
+  /** A requested slice is outside the volume, or none of the requested slices were embedded. */
+  | 'SLICE_OUT_OF_RANGE'
+  /** A similarity kernel returned a matrix of the wrong size. */
+  | 'KERNEL_OUTPUT';
+
+export class SearchError extends Error {
+  override readonly name = 'SearchError';
+  constructor(
+    readonly code: SearchErrorCode,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+export function isSearchError(value: unknown): value is SearchError {
+  return value instanceof SearchError;
+}
+
+export function checkPositiveInteger(value: number, what: string): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new SearchError('BAD_OPTION', `${what} must be a positive integer, got ${value}`);
+  }
+}

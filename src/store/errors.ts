@@ -1,0 +1,44 @@
+/**
+ * Every refusal of the index becomes a StoreError with a stable code and the index directory, so the CLI
+ * can print one line and an indexer can tell "wrong index" (stop) from "bad volume" (skip it).
+ */
+export type StoreErrorCode =
+  /** Opening read-only (or without an encoder id) an index directory that holds no index. */
+  | 'NOT_FOUND'
+  /** Creating an index needs an encoder id and a dimension. */
+  | 'MISSING_ENCODER'
+  /** Vectors or an open request of another encoder than the one the index pins. */
+  | 'ENCODER_MISMATCH'
+  /** Vectors of another dimension than the index's. */
+  | 'DIM_MISMATCH'
+  /** The index was written by a newer mir3d (unknown schema version). */
+  | 'SCHEMA_VERSION'
+  /** The same voxel content is already indexed under another volume id. */
+  | 'DUPLICATE_CONTENT'
+  /** A volume's record and vectors disagree (row counts, lengths, non-finite values). */
+  | 'BAD_VECTORS'
+  /** A search request that cannot be answered as given (k, query length, unknown pooling). */
+  | 'BAD_QUERY'
+  /** A write on an index opened read-only. */
+  | 'READ_ONLY'
+  /** Any call after close(). */
+  | 'CLOSED'
+  /** The SQLite file cannot be opened or is not an index. */
+  | 'CORRUPT';
+
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  constructor(
+    readonly code: StoreErrorCode,
+    /** The index directory the problem is about. */
+    readonly path: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${detail}`, options);
+  }
+}
+
+export function isStoreError(value: unknown): value is StoreError {
+  return value instanceof StoreError;
+}
