@@ -1,0 +1,763 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic, writeNifti } from '../io/niftiWriter.js';
+import { spacingFromAffine } from '../io/orientation.js';
+import { readVolume } from '../io/read.js';
+import type { Mat4, Vec3, Volume } from '../io/volume.js';
+import { randomStream, type Random } from '../phantom/random.js';
+import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from './datasets/threeDMirCsv.js';
+import { measureTumours, tumourSummaryOf, type GroupRule, type TumourSummary } from './lesions.js';
+
+/**
+ * A development benchmark built from the handful of real CTs in ../shared/data, in the Decathlon layout
+ * with 3D-MIR-format labels and split, so the evaluation protocol written for 3D-MIR runs on it
+ * unchanged (threeDMirDataset('liver', { root: outDir, csvDir: outDir/3dmir })).
+ *
+ * What it is: variants of few scans — 3D-IRCADb-01 patient 17 (liver with two real tumours), the
+ * TotalSegmentator example (a 30-slice crop with its liver segmentation, and its 20-slice DICOM series),
+ * a GE head CT and two cropped thoracic CTs as non-liver distractors — differing in z-coverage (crops),
+ * slice thickness (averaging adjacent slices), image noise and synthetic liver lesions of known size
+ * (hypodense ellipsoids with a soft edge, placed wholly inside the real liver mask) that span the
+ * liver groups. Volumes are written at a reduced in-plane matrix (default 256) so the whole set indexes
+ * on two CPU cores in minutes.
+ *
+ * What it can show: that labels, splits, metrics and the eval command run end to end on real anatomy;
+ * whether a method ranks variants of the same anatomy above other anatomy, and how robust that is to
+ * coverage, thickness and noise; whether a method separates tumour from no-tumour and lesion sizes when
+ * everything else is held equal (lesions inserted in the same liver).
+ * What it cannot show: generalization across patients. Queries have near-duplicates of themselves (other
+ * variants of the same scan) in the database, so absolute numbers are optimistic and not comparable to
+ * 3D-MIR's; inserted lesions are idealized (uniform, ellipsoidal, one contrast phase); there are three
+ * liver-bearing scans. The README.md written into the output folder says the same to whoever finds it.
+ *
+ * Size and time: the full profile is 39 volumes, ~2 200 slices, ~110 MB, built in ~25 s on one core;
+ * in-plane 256 (512-matrix scans box-averaged 2×2), slices as acquired or averaged in pairs.
+ */
+
+export interface DevBenchOptions {
+  /** Largest in-plane matrix written; larger scans are box-averaged by an integer factor (default 256). */
+  matrix?: number;
+  /** 'full' (~40 volumes) or 'small' (a handful, for tests). */
+  profile?: 'full' | 'small';
+  /** Seed for lesion placement, texture and noise (default 'mir3d-devbench'). */
+  seed?: string;
+  /** Group table used for the written labels (default 'design'). */
+  groupRule?: GroupRule;
+  /** gzip level of the written NIfTI files (default 6). */
+  gzipLevel?: number;
+  /** Remove an existing output folder first (default false: refuse to write into a non-empty one). */
+  overwrite?: boolean;
+  onProgress?: (message: string) => void;
+}
+
+export type DevSourceId = 'ircad17' | 'totalseg-sm' | 'totalseg-dicom' | 'head' | 'aorta' | 'pulm';
+
+export interface LesionRequest {
+  /** Diameters along i, j, k (patient L–R, A–P, I–S) in mm; one number for a sphere. */
+  diameterMm: number | Vec3;
+  /** How much darker than the liver's median (HU); default 50. */
+  contrastHu?: number;
+}
+
+export interface PlacedLesion {
+  requestedDiametersMm: Vec3;
+  /** Largest requested diameter: what the measured size should match. */
+  requestedDiameterMm: number;
+  centreVoxel: Vec3;
+  contrastHu: number;
+}
+
+export interface DevBenchCase {
+  /** File name in imagesTr/ and labelsTr/, and the CSV's `name`. */
+  name: string;
+  source: DevSourceId;
+  /** 'liver' for scans with a labelled liver, else 'head' or 'thorax' (distractors). */
+  organ: 'liver' | 'head' | 'thorax';
+  split: 'train' | 'test';
+  /** Source slices kept [first, end) before any other change. */
+  sourceSlices: [number, number];
+  inPlaneFactor: number;
+  slabSlices: number;
+  noiseSigmaHu: number;
+  dims: Vec3;
+  spacingMm: Vec3;
+  /** The scan's own tumours kept in this variant (IRCADb-17's two). */
+  nativeTumours: boolean;
+  lesions: PlacedLesion[];
+  /** Measured on the written mask with the 3D-MIR rules (6-connectivity). */
+  measuredDiametersMm: number[];
+  labels: TumourSummary;
+  /** Labels the requested sizes alone would give (inserted lesions only, no native tumours). */
+  expectedFromRequest?: TumourSummary;
+}
+
+export interface DevBenchManifest {
+  schema: 'mir3d-devbench/1';
+  profile: 'full' | 'small';
+  seed: string;
+  groupRule: GroupRule;
+  matrix: number;
+  taskDir: string;
+  csvDir: string;
+  cases: DevBenchCase[];
+  /** Variants left out because their lesions did not fit in the liver. */
+  skipped: { name: string; reason: string }[];
+  buildSeconds: number;
+  bytesWritten: number;
+}
+
+export const DEVBENCH_TASK_FOLDER = 'Task903_Liver';
+
+/** A scan on its grid with a label map: 0 other, 1 liver, 2 tumour. */
+interface Scan {
+  image: Float32Array;
+  labels: Uint8Array;
+  dims: Vec3;
+  affineRas: Mat4;
+}
+
+interface VariantSpec {
+  name: string;
+  source: DevSourceId;
+  organ: DevBenchCase['organ'];
+  split: 'train' | 'test';
+  /** Source slice range [first, end); a function of the loaded source for IRCADb-17's tumour-free part. */
+  slices?: (source: Scan) => [number, number];
+  slab?: number;
+  noiseSigmaHu?: number;
+  lesions?: LesionRequest[];
+  /** Include in the 'small' profile. */
+  small?: boolean;
+}
+
+const IRCAD_TUMOUR_MARGIN_SLICES = 4;
+
+/** Slices of IRCADb-17 strictly below its tumours (with a margin): real liver, no tumour. */
+function belowTumours(source: Scan): [number, number] {
+  const first = firstSliceWith(source, 2);
+  if (first < 0) return [0, source.dims[2]];
+  return [0, Math.max(1, first - IRCAD_TUMOUR_MARGIN_SLICES)];
+}
+
+/** The upper part of IRCADb-17, holding both tumours whole and some liver below them. */
+function aroundTumours(source: Scan): [number, number] {
+  const first = firstSliceWith(source, 2);
+  return [Math.max(0, first - 22), source.dims[2]];
+}
+
+function firstSliceWith(scan: Scan, label: number): number {
+  const perSlice = scan.dims[0] * scan.dims[1];
+  for (let k = 0; k < scan.dims[2]; k++) {
+    for (let p = k * perSlice; p < (k + 1) * perSlice; p++) if (scan.labels[p] === label) return k;
+  }
+  return -1;
+}
+
+/** The composition. Lesion sizes keep away from the group boundaries (20 and 50 mm) so that one voxel of
+ * measurement error cannot change a group. */
+const VARIANTS: readonly VariantSpec[] = [
+  // IRCADb-17 with its own two tumours (~71 and ~63 mm: liver group 3).
+  { name: 'liver_ircad17_native', source: 'ircad17', organ: 'liver', split: 'train' },
+  { name: 'liver_ircad17_native_thick2_noise15', source: 'ircad17', organ: 'liver', split: 'test', slab: 2, noiseSigmaHu: 15 },
+  { name: 'liver_ircad17_upper', source: 'ircad17', organ: 'liver', split: 'train', slices: aroundTumours },
+  { name: 'liver_ircad17_upper_noise30', source: 'ircad17', organ: 'liver', split: 'test', slices: aroundTumours, noiseSigmaHu: 30 },
+  // IRCADb-17 below its tumours: a real tumour-free liver, with and without inserted lesions.
+  { name: 'liver_ircad17_lower_clean', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, small: true },
+  { name: 'liver_ircad17_lower_clean_noise15', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, noiseSigmaHu: 15 },
+  { name: 'liver_ircad17_lower_clean_thick2', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, slab: 2 },
+  { name: 'liver_ircad17_lower_s14', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: 14 }], small: true },
+  { name: 'liver_ircad17_lower_s14_thick2_noise15', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, slab: 2, noiseSigmaHu: 15, lesions: [{ diameterMm: 14 }] },
+  { name: 'liver_ircad17_lower_s32', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: 32 }], small: true },
+  { name: 'liver_ircad17_lower_s30_noise30', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, noiseSigmaHu: 30, lesions: [{ diameterMm: 30, contrastHu: 35 }] },
+  { name: 'liver_ircad17_lower_s44', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: 44 }] },
+  { name: 'liver_ircad17_lower_s44_thick2', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, slab: 2, lesions: [{ diameterMm: 44 }] },
+  { name: 'liver_ircad17_lower_m12_16_24', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: 12 }, { diameterMm: 16 }, { diameterMm: 24 }] },
+  { name: 'liver_ircad17_lower_m10_10', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, lesions: [{ diameterMm: 10 }, { diameterMm: 10 }] },
+  { name: 'liver_ircad17_lower_e56', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: [56, 44, 40] }] },
+  { name: 'liver_ircad17_lower_e60_noise15', source: 'ircad17', organ: 'liver', split: 'test', slices: belowTumours, noiseSigmaHu: 15, lesions: [{ diameterMm: [60, 48, 40] }] },
+  { name: 'liver_ircad17_lower_m14_58', source: 'ircad17', organ: 'liver', split: 'train', slices: belowTumours, lesions: [{ diameterMm: 14 }, { diameterMm: [58, 44, 40] }] },
+  // TotalSegmentator example, 30-slice crop at 3 mm (liver = class 5 of example_seg.nii.gz).
+  { name: 'liver_tsct_clean', source: 'totalseg-sm', organ: 'liver', split: 'train', small: true },
+  { name: 'liver_tsct_clean_noise20', source: 'totalseg-sm', organ: 'liver', split: 'test', noiseSigmaHu: 20 },
+  { name: 'liver_tsct_s15', source: 'totalseg-sm', organ: 'liver', split: 'train', lesions: [{ diameterMm: 15 }], small: true },
+  { name: 'liver_tsct_s16_noise20', source: 'totalseg-sm', organ: 'liver', split: 'test', noiseSigmaHu: 20, lesions: [{ diameterMm: 16 }], small: true },
+  { name: 'liver_tsct_s30', source: 'totalseg-sm', organ: 'liver', split: 'train', lesions: [{ diameterMm: 30 }], small: true },
+  { name: 'liver_tsct_s28_noise10', source: 'totalseg-sm', organ: 'liver', split: 'test', noiseSigmaHu: 10, lesions: [{ diameterMm: 28 }] },
+  { name: 'liver_tsct_m10_18', source: 'totalseg-sm', organ: 'liver', split: 'train', lesions: [{ diameterMm: 10 }, { diameterMm: 18 }], small: true },
+  { name: 'liver_tsct_e62', source: 'totalseg-sm', organ: 'liver', split: 'train', lesions: [{ diameterMm: [62, 46, 40] }], small: true },
+  { name: 'liver_tsct_e58_noise20', source: 'totalseg-sm', organ: 'liver', split: 'test', noiseSigmaHu: 20, lesions: [{ diameterMm: [58, 44, 40] }] },
+  // TotalSegmentator example DICOM series, 20 slices at 2 mm (example_seg_dicom.nii.gz, liver = 5).
+  { name: 'liver_tsdicom_clean', source: 'totalseg-dicom', organ: 'liver', split: 'train' },
+  { name: 'liver_tsdicom_s12', source: 'totalseg-dicom', organ: 'liver', split: 'test', lesions: [{ diameterMm: 12 }] },
+  { name: 'liver_tsdicom_s24', source: 'totalseg-dicom', organ: 'liver', split: 'train', lesions: [{ diameterMm: 24 }] },
+  // Distractors: no liver in view ("no liver tumour", as 3D-MIR labels other organs' volumes).
+  { name: 'head_ge', source: 'head', organ: 'head', split: 'train', small: true },
+  { name: 'head_ge_thick2', source: 'head', organ: 'head', split: 'train', slab: 2 },
+  { name: 'head_ge_noise20', source: 'head', organ: 'head', split: 'test', noiseSigmaHu: 20, small: true },
+  { name: 'thorax_aorta', source: 'aorta', organ: 'thorax', split: 'train', small: true },
+  { name: 'thorax_aorta_thick2', source: 'aorta', organ: 'thorax', split: 'train', slab: 2 },
+  { name: 'thorax_aorta_upper_noise20', source: 'aorta', organ: 'thorax', split: 'test', slices: (s) => [Math.floor(s.dims[2] / 2), s.dims[2]], noiseSigmaHu: 20 },
+  { name: 'thorax_pulm', source: 'pulm', organ: 'thorax', split: 'train' },
+  { name: 'thorax_pulm_lower', source: 'pulm', organ: 'thorax', split: 'train', slices: (s) => [0, Math.ceil(s.dims[2] * 0.6)] },
+  { name: 'thorax_pulm_thick2_noise15', source: 'pulm', organ: 'thorax', split: 'test', slab: 2, noiseSigmaHu: 15 },
+];
+
+// ---------------------------------------------------------------------------------------------------
+// Sources
+// ---------------------------------------------------------------------------------------------------
+
+function checkSameGrid(image: Volume, labels: Volume, what: string): void {
+  const same = image.dims.every((d, a) => d === labels.dims[a]) && image.affineRas.every((v, n) => Math.abs(v - labels.affineRas[n]) < 1e-3);
+  if (!same) throw new Error(`${what}: image and label grids differ (${image.dims.join('×')} vs ${labels.dims.join('×')})`);
+}
+
+function scanOf(image: Volume, labelMap?: (value: number) => number, labels?: Volume): Scan {
+  const out = new Uint8Array(image.data.length);
+  if (labels && labelMap) {
+    for (let p = 0; p < out.length; p++) out[p] = labelMap(labels.data[p]);
+    fillLiverHoles(out, image.dims);
+  }
+  return { image: Float32Array.from(image.data), labels: out, dims: [...image.dims], affineRas: image.affineRas.slice() };
+}
+
+/**
+ * Per axial slice, background enclosed by liver or tumour becomes liver. IRCADb-17's vessel labels
+ * overwrite the liver, leaving it riddled with holes; the Decathlon's liver masks include intrahepatic
+ * vessels, and lesions may grow across them, so the filled liver is both the written label and the
+ * region lesions are placed in. Vessels that leave the liver at the hilum reach the slice border through
+ * background and stay out.
+ */
+function fillLiverHoles(labels: Uint8Array, dims: Vec3): void {
+  const [ni, nj, nk] = dims;
+  const per = ni * nj;
+  const reached = new Uint8Array(per);
+  const stack = new Int32Array(per);
+  for (let k = 0; k < nk; k++) {
+    const base = k * per;
+    let any = false;
+    for (let p = 0; p < per && !any; p++) any = labels[base + p] !== 0;
+    if (!any) continue;
+    reached.fill(0);
+    let top = 0;
+    const seed = (p: number): void => {
+      if (reached[p] === 0 && labels[base + p] === 0) {
+        reached[p] = 1;
+        stack[top++] = p;
+      }
+    };
+    for (let i = 0; i < ni; i++) {
+      seed(i);
+      seed(i + ni * (nj - 1));
+    }
+    for (let j = 0; j < nj; j++) {
+      seed(ni * j);
+      seed(ni - 1 + ni * j);
+    }
+    while (top > 0) {
+      const p = stack[--top];
+      const i = p % ni;
+      if (i > 0) seed(p - 1);
+      if (i < ni - 1) seed(p + 1);
+      if (p >= ni) seed(p - ni);
+      if (p < per - ni) seed(p + ni);
+    }
+    for (let p = 0; p < per; p++) if (labels[base + p] === 0 && reached[p] === 0) labels[base + p] = 1;
+  }
+}
+
+async function loadSource(shared: string, id: DevSourceId): Promise<Scan> {
+  switch (id) {
+    case 'ircad17': {
+      const [image, labels] = await Promise.all([readVolume(join(shared, 'ircad17/ct.nii.gz')), readVolume(join(shared, 'ircad17/labels.nii.gz'))]);
+      checkSameGrid(image, labels, 'ircad17');
+      // 1 liver, 2 and 3 its two tumours; vessels (4–6) and bone (7) are not liver for placement.
+      return scanOf(image, (v) => (v === 1 ? 1 : v === 2 || v === 3 ? 2 : 0), labels);
+    }
+    case 'totalseg-sm': {
+      const [image, labels] = await Promise.all([readVolume(join(shared, 'totalseg/example_ct_sm.nii.gz')), readVolume(join(shared, 'totalseg/example_seg.nii.gz'))]);
+      checkSameGrid(image, labels, 'totalseg example_ct_sm');
+      return scanOf(image, (v) => (v === 5 ? 1 : 0), labels);
+    }
+    case 'totalseg-dicom': {
+      const [image, labels] = await Promise.all([readVolume(join(shared, 'totalseg/dicom')), readVolume(join(shared, 'totalseg/example_seg_dicom.nii.gz'))]);
+      checkSameGrid(image, labels, 'totalseg dicom');
+      return scanOf(image, (v) => (v === 5 ? 1 : 0), labels);
+    }
+    case 'head':
+      return scanOf(await readVolume(join(shared, 'ge-head-ct-dicom')));
+    case 'aorta':
+      return scanOf(await readVolume(join(shared, 'totalseg/aorta_ct_cropped.nii.gz')));
+    case 'pulm':
+      return scanOf(await readVolume(join(shared, 'totalseg/pulm_ct_cropped.nii.gz')));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Grid operations (crop, in-plane box average, slab average); each keeps the affine exact
+// ---------------------------------------------------------------------------------------------------
+
+/** Affine of a grid whose voxel (i', j', k') sits at old voxel (offset + scale·(i', j', k')). */
+function resampledAffine(affine: Mat4, scale: Vec3, offset: Vec3): Mat4 {
+  const out = affine.slice();
+  for (let row = 0; row < 3; row++) {
+    for (let c = 0; c < 3; c++) out[4 * row + c] = affine[4 * row + c] * scale[c];
+    out[4 * row + 3] = affine[4 * row + 3] + affine[4 * row] * offset[0] + affine[4 * row + 1] * offset[1] + affine[4 * row + 2] * offset[2];
+  }
+  return out;
+}
+
+function cropSlices(scan: Scan, first: number, end: number): Scan {
+  const [ni, nj] = scan.dims;
+  const per = ni * nj;
+  return {
+    image: scan.image.slice(first * per, end * per),
+    labels: scan.labels.slice(first * per, end * per),
+    dims: [ni, nj, end - first],
+    affineRas: resampledAffine(scan.affineRas, [1, 1, 1], [0, 0, first]),
+  };
+}
+
+/**
+ * Averages f×f×g blocks (in-plane factor f, slab g): images by the mean, labels by coverage — tumour when
+ * at least half the block is tumour, else liver when at least half is liver or tumour. Trailing voxels
+ * that do not fill a block are dropped.
+ */
+function blockAverage(scan: Scan, f: number, g: number): Scan {
+  if (f === 1 && g === 1) return scan;
+  const [ni, nj, nk] = scan.dims;
+  const [mi, mj, mk] = [Math.floor(ni / f), Math.floor(nj / f), Math.floor(nk / g)];
+  const image = new Float32Array(mi * mj * mk);
+  const labels = new Uint8Array(mi * mj * mk);
+  const blockSize = f * f * g;
+  for (let k = 0; k < mk; k++) {
+    for (let j = 0; j < mj; j++) {
+      for (let i = 0; i < mi; i++) {
+        let sum = 0;
+        let tumour = 0;
+        let liver = 0;
+        for (let dk = 0; dk < g; dk++) {
+          for (let dj = 0; dj < f; dj++) {
+            const base = i * f + ni * (j * f + dj + nj * (k * g + dk));
+            for (let di = 0; di < f; di++) {
+              sum += scan.image[base + di];
+              const l = scan.labels[base + di];
+              if (l === 2) tumour++;
+              else if (l === 1) liver++;
+            }
+          }
+        }
+        const o = i + mi * (j + mj * k);
+        image[o] = sum / blockSize;
+        labels[o] = 2 * tumour >= blockSize ? 2 : 2 * (tumour + liver) >= blockSize ? 1 : 0;
+      }
+    }
+  }
+  return {
+    image,
+    labels,
+    dims: [mi, mj, mk],
+    affineRas: resampledAffine(scan.affineRas, [f, f, g], [(f - 1) / 2, (f - 1) / 2, (g - 1) / 2]),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Lesions
+// ---------------------------------------------------------------------------------------------------
+
+/** Squared Euclidean distance transform along one line (Felzenszwalb & Huttenlocher), sites `spacing`
+ * apart. f: input squared distances (0 at features, 1e20 elsewhere). */
+function edt1d(f: Float64Array, n: number, spacing: number, out: Float64Array, v: Int32Array, z: Float64Array): void {
+  const meet = (q: number, r: number): number => {
+    const xq = q * spacing;
+    const xr = r * spacing;
+    return (f[q] + xq * xq - (f[r] + xr * xr)) / (2 * (xq - xr));
+  };
+  let k = 0;
+  v[0] = 0;
+  z[0] = -Infinity;
+  z[1] = Infinity;
+  for (let q = 1; q < n; q++) {
+    let s = meet(q, v[k]);
+    // z[0] = −∞ stops the loop at k = 0.
+    while (s <= z[k]) {
+      k--;
+      s = meet(q, v[k]);
+    }
+    k++;
+    v[k] = q;
+    z[k] = s;
+    z[k + 1] = Infinity;
+  }
+  k = 0;
+  for (let q = 0; q < n; q++) {
+    const x = q * spacing;
+    while (z[k + 1] < x) k++;
+    const d = x - v[k] * spacing;
+    out[q] = d * d + f[v[k]];
+  }
+}
+
+/**
+ * Distance (mm) from each voxel inside `inside` to the nearest voxel centre outside it, the grid's
+ * outside counting as outside (so a lesion that fits never reaches the scanned slab's ends).
+ */
+export function insideDistanceMm(inside: Uint8Array, dims: Vec3, spacingMm: Vec3): Float64Array {
+  const [ni, nj, nk] = dims.map((d) => d + 2);
+  const BIG = 1e20;
+  const d = new Float64Array(ni * nj * nk).fill(0);
+  for (let k = 1; k < nk - 1; k++) {
+    for (let j = 1; j < nj - 1; j++) {
+      for (let i = 1; i < ni - 1; i++) {
+        if (inside[i - 1 + dims[0] * (j - 1 + dims[1] * (k - 1))]) d[i + ni * (j + nj * k)] = BIG;
+      }
+    }
+  }
+  const longest = Math.max(ni, nj, nk);
+  const f = new Float64Array(longest);
+  const out = new Float64Array(longest);
+  const v = new Int32Array(longest);
+  const z = new Float64Array(longest + 1);
+  const pass = (n: number, count: number, indexOf: (line: number, t: number) => number, spacing: number): void => {
+    for (let line = 0; line < count; line++) {
+      for (let t = 0; t < n; t++) f[t] = d[indexOf(line, t)];
+      edt1d(f, n, spacing, out, v, z);
+      for (let t = 0; t < n; t++) d[indexOf(line, t)] = out[t];
+    }
+  };
+  pass(ni, nj * nk, (line, t) => t + ni * line, spacingMm[0]);
+  pass(nj, ni * nk, (line, t) => (line % ni) + ni * (t + nj * Math.floor(line / ni)), spacingMm[1]);
+  pass(nk, ni * nj, (line, t) => line + ni * nj * t, spacingMm[2]);
+  const result = new Float64Array(dims[0] * dims[1] * dims[2]);
+  for (let k = 0; k < dims[2]; k++) {
+    for (let j = 0; j < dims[1]; j++) {
+      for (let i = 0; i < dims[0]; i++) result[i + dims[0] * (j + dims[1] * k)] = Math.sqrt(d[i + 1 + ni * (j + 1 + nj * (k + 1))]);
+    }
+  }
+  return result;
+}
+
+const EDGE_TAU_MM = 0.6;
+const LESION_TEXTURE_SD_HU = 8;
+const DEFAULT_CONTRAST_HU = 50;
+
+function diametersOf(request: LesionRequest): Vec3 {
+  const d = typeof request.diameterMm === 'number' ? [request.diameterMm, request.diameterMm, request.diameterMm] : request.diameterMm;
+  if (d.length !== 3 || d.some((x) => !(x > 0))) throw new RangeError(`lesion diameter ${String(request.diameterMm)} must be positive`);
+  return [d[0], d[1], d[2]];
+}
+
+function median(values: Float32Array | number[]): number {
+  const sorted = Float64Array.from(values).sort();
+  return sorted.length === 0 ? NaN : sorted[Math.floor(sorted.length / 2)];
+}
+
+/**
+ * Places the lesions wholly inside the liver (label 1): every voxel within the ellipsoid grown by a
+ * margin of 1.5 voxels (so the soft edge stays in liver too) must be liver, and each lesion keeps a gap
+ * to the ones already placed so that it stays its own component. Candidate centres are drawn at random
+ * among liver voxels whose distance to non-liver is at least the smallest grown semi-axis (a necessary
+ * condition, cheap to test), then checked exactly; an ellipsoid may also be turned by 90° in plane.
+ * Returns undefined when a lesion does not fit.
+ */
+function placeLesions(scan: Scan, requests: readonly LesionRequest[], random: Random): PlacedLesion[] | undefined {
+  if (requests.length === 0) return [];
+  const spacing = spacingFromAffine(scan.affineRas);
+  const liver = new Uint8Array(scan.labels.length);
+  for (let p = 0; p < liver.length; p++) liver[p] = scan.labels[p] === 1 ? 1 : 0;
+  const distance = insideDistanceMm(liver, scan.dims, spacing);
+  const marginMm = 1.5 * Math.max(...spacing);
+  const [ni, nj, nk] = scan.dims;
+  const placed: PlacedLesion[] = [];
+  const fits = (c: Vec3, d: Vec3): boolean => {
+    const grown = d.map((x) => x / 2 + marginMm) as Vec3;
+    const reach = grown.map((r, a) => Math.ceil(r / spacing[a]));
+    for (let k = c[2] - reach[2]; k <= c[2] + reach[2]; k++) {
+      const z = ((k - c[2]) * spacing[2]) / grown[2];
+      for (let j = c[1] - reach[1]; j <= c[1] + reach[1]; j++) {
+        const y = ((j - c[1]) * spacing[1]) / grown[1];
+        for (let i = c[0] - reach[0]; i <= c[0] + reach[0]; i++) {
+          const x = ((i - c[0]) * spacing[0]) / grown[0];
+          if (x * x + y * y + z * z > 1) continue;
+          if (i < 0 || j < 0 || k < 0 || i >= ni || j >= nj || k >= nk) return false;
+          if (liver[i + ni * (j + nj * k)] === 0) return false;
+        }
+      }
+    }
+    return true;
+  };
+  // Largest first: the big one has the fewest places to go.
+  const order = requests.map((r, n) => ({ r, n, d: diametersOf(r) })).sort((a, b) => Math.max(...b.d) - Math.max(...a.d));
+  const byRequest: PlacedLesion[] = new Array<PlacedLesion>(requests.length);
+  for (const { r, n, d } of order) {
+    const needMm = Math.min(...d) / 2 + marginMm;
+    const candidates: number[] = [];
+    for (let p = 0; p < distance.length; p++) if (distance[p] >= needMm) candidates.push(p);
+    const orientations: Vec3[] = d[0] === d[1] ? [d] : [d, [d[1], d[0], d[2]]];
+    let chosen: { c: Vec3; d: Vec3 } | undefined;
+    for (let attempt = 0; attempt < 3000 && candidates.length > 0 && !chosen; attempt++) {
+      const p = candidates[Math.floor(random.next() * candidates.length)];
+      const c: Vec3 = [p % ni, Math.floor(p / ni) % nj, Math.floor(p / (ni * nj))];
+      const clear = placed.every((o) => {
+        const gap = Math.hypot(...([0, 1, 2].map((a) => (c[a] - o.centreVoxel[a]) * spacing[a])));
+        return gap >= Math.max(...d) / 2 + o.requestedDiameterMm / 2 + 2 * Math.max(...spacing) + 4 * EDGE_TAU_MM;
+      });
+      if (!clear) continue;
+      const orientation = orientations.find((o) => fits(c, o));
+      if (orientation) chosen = { c, d: orientation };
+    }
+    if (!chosen) return undefined;
+    const lesion: PlacedLesion = { requestedDiametersMm: chosen.d, requestedDiameterMm: Math.max(...d), centreVoxel: chosen.c, contrastHu: r.contrastHu ?? DEFAULT_CONTRAST_HU };
+    placed.push(lesion);
+    byRequest[n] = lesion;
+  }
+  return byRequest;
+}
+
+/**
+ * Draws the lesions into image and labels: label 2 where the voxel centre is inside the ellipsoid; the
+ * image blends towards (liver median − contrast + texture) with a logistic edge (τ = 0.6 mm, ~2.6 mm from
+ * 10 % to 90 %), averaged over sub-slices for thick slabs as the scanner's slice profile would.
+ */
+function drawLesions(scan: Scan, lesions: readonly PlacedLesion[], random: Random): void {
+  if (lesions.length === 0) return;
+  const spacing = spacingFromAffine(scan.affineRas);
+  const [ni, nj] = scan.dims;
+  const liverValues: number[] = [];
+  for (let p = 0; p < scan.labels.length; p++) if (scan.labels[p] === 1) liverValues.push(scan.image[p]);
+  const liverHu = median(liverValues);
+  const subSlices = Math.max(1, Math.round(spacing[2] / 0.8));
+  for (const lesion of lesions) {
+    const radii = lesion.requestedDiametersMm.map((x) => x / 2) as Vec3;
+    const reach = radii.map((r, a) => Math.ceil((r + 6 * EDGE_TAU_MM) / spacing[a]) + 1);
+    const lo = lesion.centreVoxel.map((c, a) => Math.max(0, c - reach[a]));
+    const hi = lesion.centreVoxel.map((c, a) => Math.min(scan.dims[a] - 1, c + reach[a]));
+    const lesionHu = liverHu - lesion.contrastHu;
+    const weightAt = (x: number, y: number, z: number): number => {
+      const rho = Math.sqrt((x / radii[0]) ** 2 + (y / radii[1]) ** 2 + (z / radii[2]) ** 2);
+      if (rho === 0) return 1;
+      // Signed distance to the surface along the ray from the centre.
+      const dMm = Math.hypot(x, y, z) * (1 - 1 / rho);
+      return 1 / (1 + Math.exp(dMm / EDGE_TAU_MM));
+    };
+    for (let k = lo[2]; k <= hi[2]; k++) {
+      for (let j = lo[1]; j <= hi[1]; j++) {
+        for (let i = lo[0]; i <= hi[0]; i++) {
+          const x = (i - lesion.centreVoxel[0]) * spacing[0];
+          const y = (j - lesion.centreVoxel[1]) * spacing[1];
+          const zc = (k - lesion.centreVoxel[2]) * spacing[2];
+          let w = 0;
+          for (let s = 0; s < subSlices; s++) w += weightAt(x, y, zc + ((s + 0.5) / subSlices - 0.5) * spacing[2]);
+          w /= subSlices;
+          const p = i + ni * (j + nj * k);
+          if ((x / radii[0]) ** 2 + (y / radii[1]) ** 2 + (zc / radii[2]) ** 2 <= 1) scan.labels[p] = 2;
+          if (w < 1e-4) continue;
+          scan.image[p] = (1 - w) * scan.image[p] + w * (lesionHu + LESION_TEXTURE_SD_HU * random.gaussian());
+        }
+      }
+    }
+  }
+}
+
+function addNoise(scan: Scan, sigmaHu: number, random: Random): void {
+  if (!(sigmaHu > 0)) return;
+  for (let p = 0; p < scan.image.length; p++) scan.image[p] += sigmaHu * random.gaussian();
+}
+
+function toInt16(image: Float32Array): Int16Array {
+  const out = new Int16Array(image.length);
+  for (let p = 0; p < image.length; p++) out[p] = Math.max(-1024, Math.min(3071, Math.round(image[p])));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Build
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Builds the development benchmark from `sharedDataDir` (../shared/data) into `outDir`:
+ *   outDir/Task903_Liver/{dataset.json, imagesTr/, labelsTr/}   labels: 0 background, 1 liver, 2 tumour
+ *   outDir/3dmir/liver_labels_and_captions.csv, liver_full_train_split.csv, liver_full_test_split.csv
+ *   outDir/manifest.json (requested and measured lesions per case), outDir/README.md
+ */
+export async function buildDevBenchmark(sharedDataDir: string, outDir: string, options: DevBenchOptions = {}): Promise<DevBenchManifest> {
+  const started = performance.now();
+  const profile = options.profile ?? 'full';
+  const matrix = options.matrix ?? 256;
+  const seed = options.seed ?? 'mir3d-devbench';
+  const groupRule = options.groupRule ?? 'design';
+  const progress = options.onProgress ?? ((): void => undefined);
+  if (!existsSync(join(sharedDataDir, 'ircad17'))) throw new Error(`${sharedDataDir} does not hold the shared CT data (no ircad17/)`);
+  if (existsSync(outDir)) {
+    if (options.overwrite) await rm(outDir, { recursive: true, force: true });
+    else if ((await readdir(outDir)).length > 0) {
+      throw new Error(`${outDir} exists and is not empty (pass overwrite to replace it)`);
+    }
+  }
+  const taskDir = join(outDir, DEVBENCH_TASK_FOLDER);
+  const csvDir = join(outDir, '3dmir');
+  await mkdir(join(taskDir, 'imagesTr'), { recursive: true });
+  await mkdir(join(taskDir, 'labelsTr'), { recursive: true });
+  await mkdir(csvDir, { recursive: true });
+
+  const specs = VARIANTS.filter((v) => profile === 'full' || v.small);
+  const cases: DevBenchCase[] = [];
+  const skipped: DevBenchManifest['skipped'] = [];
+  let bytesWritten = 0;
+  const sources = [...new Set(specs.map((s) => s.source))];
+  for (const sourceId of sources) {
+    progress(`reading ${sourceId}`);
+    const source = await loadSource(sharedDataDir, sourceId);
+    for (const spec of specs.filter((s) => s.source === sourceId)) {
+      const random = randomStream(seed, spec.name);
+      const [first, end] = spec.slices ? spec.slices(source) : [0, source.dims[2]];
+      let scan = cropSlices(source, first, end);
+      const factor = Math.max(1, Math.ceil(Math.max(scan.dims[0], scan.dims[1]) / matrix));
+      scan = blockAverage(scan, factor, spec.slab ?? 1);
+      const lesions = placeLesions(scan, spec.lesions ?? [], random);
+      if (!lesions) {
+        skipped.push({ name: spec.name, reason: `lesions ${(spec.lesions ?? []).map((l) => String(l.diameterMm)).join(' + ')} mm do not fit in the liver of this variant` });
+        progress(`skipped ${spec.name}: lesions do not fit`);
+        continue;
+      }
+      drawLesions(scan, lesions, random);
+      addNoise(scan, spec.noiseSigmaHu ?? 0, random);
+      const spacingMm = spacingFromAffine(scan.affineRas);
+      const measured = measureTumours(scan.labels, { dims: scan.dims, spacingMm, affineRas: scan.affineRas }, { labelValues: [2] });
+      const labels = tumourSummaryOf('liver', measured.tumours.map((t) => t.diameterMm), groupRule);
+      const native = spec.source === 'ircad17' && firstSliceWith(scan, 2) >= 0 && lesions.length === 0;
+      const name = `${spec.name}.nii.gz`;
+      const image = { data: toInt16(scan.image), dims: scan.dims, affineRas: scan.affineRas };
+      await writeNifti(join(taskDir, 'imagesTr', name), image, { gzipLevel: options.gzipLevel, description: `mir3d devbench ${spec.name}` });
+      await writeNifti(join(taskDir, 'labelsTr', name), { data: scan.labels, dims: scan.dims, affineRas: scan.affineRas }, { gzipLevel: options.gzipLevel, intent: 'label', dataType: 'uint8' });
+      bytesWritten += (await stat(join(taskDir, 'imagesTr', name))).size + (await stat(join(taskDir, 'labelsTr', name))).size;
+      cases.push({
+        name,
+        source: spec.source,
+        organ: spec.organ,
+        split: spec.split,
+        sourceSlices: [first, end],
+        inPlaneFactor: factor,
+        slabSlices: spec.slab ?? 1,
+        noiseSigmaHu: spec.noiseSigmaHu ?? 0,
+        dims: scan.dims,
+        spacingMm,
+        nativeTumours: native,
+        lesions,
+        measuredDiametersMm: measured.tumours.map((t) => t.diameterMm),
+        labels,
+        expectedFromRequest: lesions.length > 0 && !native ? tumourSummaryOf('liver', lesions.map((l) => l.requestedDiameterMm), groupRule) : undefined,
+      });
+      progress(`wrote ${name} (${scan.dims.join('×')}, group ${labels.lesionGroup})`);
+    }
+  }
+
+  const dataset = {
+    name: 'DevLiver',
+    description: 'mir3d development benchmark: variants of a few real CTs with real and inserted liver lesions; see README.md',
+    reference: 'derived from 3D-IRCADb-01 (IRCAD), TotalSegmentator test files (Apache-2.0), dcm_qa_ct (BSD-2-Clause)',
+    tensorImageSize: '3D',
+    modality: { '0': 'CT' },
+    labels: { '0': 'background', '1': 'liver', '2': 'cancer' },
+    numTraining: cases.length,
+    numTest: 0,
+    training: cases.map((c) => ({ image: `./imagesTr/${c.name}`, label: `./labelsTr/${c.name}` })),
+    test: [],
+  };
+  await writeFileAtomic(join(taskDir, 'dataset.json'), JSON.stringify(dataset, null, 2) + '\n');
+  const rows: ThreeDMirRow[] = cases.map((c) => ({
+    name: c.name,
+    organ: c.organ,
+    maxTumorSizeCm: Number(c.labels.maxTumorSizeCm.toFixed(6)),
+    numberTumors: c.labels.numberTumors,
+    lesionGroup: c.labels.lesionGroup,
+    cancerFlag: c.labels.cancerFlag,
+    captions: [captionOf(c.organ, 'liver', c.labels.maxTumorSizeCm, c.labels.numberTumors)],
+  }));
+  await writeFileAtomic(join(csvDir, 'liver_labels_and_captions.csv'), formatThreeDMirLabels(rows));
+  await writeFileAtomic(join(csvDir, 'liver_full_train_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'train').map((c) => c.name), 'training'));
+  await writeFileAtomic(join(csvDir, 'liver_full_test_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'test').map((c) => c.name), 'testing'));
+
+  const manifest: DevBenchManifest = {
+    schema: 'mir3d-devbench/1',
+    profile,
+    seed,
+    groupRule,
+    matrix,
+    taskDir,
+    csvDir,
+    cases,
+    skipped,
+    buildSeconds: (performance.now() - started) / 1000,
+    bytesWritten,
+  };
+  await writeFileAtomic(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  await writeFile(join(outDir, 'README.md'), readmeOf(manifest));
+  return manifest;
+}
+
+function readmeOf(m: DevBenchManifest): string {
+  const count = (f: (c: DevBenchCase) => boolean): number => m.cases.filter(f).length;
+  const groups = [-1, 1, 2, 3]
+    .map((g) => `group ${g}: ${count((c) => c.labels.lesionGroup === g && c.split === 'train')} database / ${count((c) => c.labels.lesionGroup === g && c.split === 'test')} queries`)
+    .join('; ');
+  const rows = m.cases
+    .map((c) => `| ${c.name} | ${c.split} | ${c.organ} | ${c.dims.join('×')} | ${c.spacingMm.map((s) => s.toFixed(2)).join(' × ')} | ${c.noiseSigmaHu} | ${c.lesions.map((l) => l.requestedDiametersMm.map((d) => d.toFixed(0)).join('×')).join(', ') || (c.nativeTumours ? 'native' : '—')} | ${c.measuredDiametersMm.map((d) => d.toFixed(1)).join(', ') || '—'} | ${c.labels.lesionGroup} |`)
+    .join('\n');
+  return `# mir3d development benchmark (DevLiver)
+
+Built by \`buildDevBenchmark\` (src/eval/devbench.ts), profile \`${m.profile}\`, seed \`${m.seed}\`, group rule \`${m.groupRule}\`,
+in ${m.buildSeconds.toFixed(1)} s; ${m.cases.length} volumes, ${(m.bytesWritten / 1e6).toFixed(1)} MB.
+
+**It is derived from a handful of patients.** Every volume is a variant of one of six real CT series:
+3D-IRCADb-01 patient 17 (abdomen, liver with two real tumours), the TotalSegmentator example CT (a 30-slice
+3 mm crop with its liver segmentation) and TotalSegmentator's 20-slice 2 mm DICOM example with its
+segmentation, a GE head CT and two cropped thoracic CTs (non-liver distractors). Three liver-bearing scans in
+total; lesion-free and lesioned variants of one scan differ only by the inserted lesions.
+
+## Layout
+
+- \`${DEVBENCH_TASK_FOLDER}/\` in the Medical Segmentation Decathlon layout: \`dataset.json\`, \`imagesTr/\` (CT, int16 HU),
+  \`labelsTr/\` (uint8: 0 background, 1 liver, 2 tumour; distractors are all 0).
+- \`3dmir/liver_labels_and_captions.csv\`, \`liver_full_train_split.csv\` (= database), \`liver_full_test_split.csv\`
+  (= queries), in 3D-MIR's format. Labels were measured on the written masks with the 3D-MIR rules
+  (6-connected components, ≥ 3 voxels, > 1 slice, largest equivalent-ellipsoid diameter). Distractors are
+  labelled "no liver tumour" (-1 / 0), as 3D-MIR labels other organs' volumes in its liver benchmark.
+- \`manifest.json\`: per volume the source, crop, in-plane factor, slab, noise, requested lesion sizes and
+  positions, measured sizes and labels.
+
+Run the 3D-MIR protocol on it with \`threeDMirDataset('liver', { root: <this folder>, csvDir: <this folder>/3dmir })\`.
+
+## How the variants differ
+
+- z-coverage: whole scan, the part above / below IRCADb-17's tumours (below them the liver is tumour-free), halves of the thoracic crops;
+- slice thickness: adjacent slices averaged in pairs (\`thick2\`);
+- noise: added Gaussian noise of σ = 10–30 HU (\`noise…\`);
+- in-plane size: scans wider than ${m.matrix} voxels are box-averaged by an integer factor (512 → 256);
+- lesions: hypodense (liver median − 35…50 HU, 8 HU texture) spheres (\`s<d>\`) or ellipsoids (\`e<d>\`), several (\`m…\`),
+  with a soft logistic edge, placed wholly inside the real liver mask (label 1; IRCADb-17's vessel holes filled
+  slice by slice) and apart from each other, with sizes kept away from the group boundaries (20, 50 mm).
+  The requested sizes and centres are in manifest.json; measured sizes match them within a voxel.
+
+Groups: ${groups}.
+
+## What it can and cannot show
+
+It can show that loading, labels, splits, metrics and reports run end to end on real anatomy; whether a method ranks
+variants of the same anatomy above other anatomy and how robust that is to coverage, thickness and noise; and whether
+it separates tumour from no tumour and lesion sizes when everything else is held equal.
+
+It cannot show generalization across patients: queries have near-duplicates of themselves (other variants of the same
+scan) in the database, so its numbers are optimistic and not comparable with 3D-MIR's. Inserted lesions are idealized
+(uniform texture, ellipsoids, one contrast phase). Do not report it as a benchmark result.
+
+## Volumes
+
+| name | split | organ | dims | spacing (mm) | noise σ (HU) | lesions requested (mm) | measured (mm) | group |
+|---|---|---|---|---|---|---|---|---|
+${rows}
+${m.skipped.length > 0 ? `\nLeft out (lesions did not fit): ${m.skipped.map((s) => s.name).join(', ')}.\n` : ''}
+Sources and licences: 3D-IRCADb-01 (IRCAD, research use with citation), TotalSegmentator test files (Apache-2.0),
+dcm_qa_ct (BSD-2-Clause). Labels follow 3D-MIR (Ben Abacha et al., CC BY 4.0).
+`;
+}

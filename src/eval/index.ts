@@ -1,0 +1,16 @@
+/**
+ * Evaluation: 3D-MIR labels from tumour masks, retrieval metrics with their chance levels, dataset
+ * adapters (Decathlon + 3D-MIR CSVs, C-MIR's mixed archive, TotalSegmentator regions) and the
+ * development benchmark built from the shared real CTs.
+ */
+export * from './lesions.js';
+export * from './metrics.js';
+export * from './extents.js';
+export * from './devbench.js';
+export * from './datasets/types.js';
+export * from './datasets/relevance.js';
+export * from './datasets/threeDMirCsv.js';
+export * from './datasets/decathlon.js';
+export * from './datasets/totalSegRegions.js';
+export * from './datasets/totalSegmentator.js';
+export * from './datasets/split.js';
