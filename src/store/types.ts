@@ -49,11 +49,13 @@ export interface VolumeVectors {
 
 /** Restricts a search to part of the archive. All given conditions must hold. */
 export interface VolumeFilter {
+  /** Case-insensitive ('ct' matches 'CT'). */
   modalities?: string[];
+  /** Case-insensitive; a volume without a body part never matches. */
   bodyParts?: string[];
   includeVolumeIds?: string[];
   excludeVolumeIds?: string[];
-  /** Every listed label must equal the given value. */
+  /** Every listed label must equal the given value, compared as text ('1' matches 1). */
   labels?: Record<string, string | number>;
 }
 
@@ -68,7 +70,8 @@ export interface SliceHit {
 export interface SliceSearchOptions {
   k: number;
   /** 'exact' scans every vector; 'approximate' uses the HNSW index (falls back to exact when the
-   * filter leaves too few candidates). */
+   * filter leaves too few candidates, and the embedded store answers exactly below 32768 slices, where
+   * exact is faster). */
   mode: 'exact' | 'approximate';
   filter?: VolumeFilter;
 }
@@ -92,7 +95,8 @@ export interface Store {
   addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string): void;
   /** Removes a volume atomically; false when it was not there. */
   removeVolume(volumeId: string): boolean;
-  /** Slice vectors of the given volumes (the re-ranking stage reads 50 candidates at once). */
+  /** Slice vectors of the given volumes (the re-ranking stage reads 50 candidates at once). Unknown ids
+   * are left out. The arrays may be views of the index's own memory (no copy): never write to them. */
   getVectors(volumeIds: string[]): Map<string, VolumeVectors>;
   /** For each query row (queries: n × dim), its k nearest slices. */
   searchSlices(queries: Float32Array, options: SliceSearchOptions): Promise<SliceHit[][]>;
@@ -100,5 +104,49 @@ export interface Store {
   searchVolumes(query: Float32Array, pooling: Pooling, k: number, filter?: VolumeFilter): Promise<VolumeHit[]>;
   /** Pooled vector of an indexed volume. */
   pooledVector(volumeId: string, pooling: Pooling): Float32Array | undefined;
+  /** Brings the approximate index up to date with the volumes and persists it. Approximate searches do
+   * this lazily; an indexer calls it once at the end so that the first search does not pay for it.
+   * Optional (as is `info`) so that test doubles of the Store need not implement it. */
+  buildApproximateIndex?(): ApproximateIndexReport;
+  /** Sizes, settings and which engine pieces are loaded (for `mir3d info`, logs and benchmarks). */
+  info?(): StoreInfo;
   close(): void;
+}
+
+export interface ApproximateIndexReport {
+  /** Volumes added to the approximate index by this call (all of them after a rebuild). */
+  added: number;
+  /** Volumes removed from it (deleted from the index since it was last saved). */
+  removed: number;
+  /** Built from scratch: there was none, it was unreadable, built with other parameters, or too many of
+   * its nodes were deleted ones. */
+  rebuilt: boolean;
+  /** Why it was rebuilt. */
+  reason?: string;
+  /** Slices it holds now. */
+  slices: number;
+}
+
+export interface StoreInfo {
+  dir: string;
+  encoderId: string;
+  dim: number;
+  schemaVersion: number;
+  readOnly: boolean;
+  volumes: number;
+  slices: number;
+  /** index.sqlite plus its write-ahead log. */
+  sqliteBytes: number;
+  /** The current HNSW file (0 when there is none yet). */
+  approximateIndexBytes: number;
+  /** The last sync of the approximate index in this process, if any. */
+  approximateIndex?: ApproximateIndexReport;
+  /** Execution provider of the exact-search kernel; undefined until the first exact search. */
+  computeProvider?: 'cpu' | 'cuda';
+  memory: {
+    exactMatrixLoaded: boolean;
+    /** Bytes allocated for in-memory slice vectors (block capacity, not only live rows). */
+    exactMatrixBytes: number;
+    approximateIndexLoaded: boolean;
+  };
 }

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { computeSessions, ComputeError, exactTopK, maxSimilarityPerSegment, type RowBlock } from '../src/compute/index.js';
+import { bruteForceTopK, randomUnitRows } from './helpers/vectors.js';
+
+const DIM = 48;
+
+/** Splits `data` into blocks of the given row counts, each with spare capacity behind its rows. */
+function blocksOf(data: Float32Array, sizes: number[]): { blocks: RowBlock[]; firstRow: number[] } {
+  const blocks: RowBlock[] = [];
+  const firstRow: number[] = [];
+  let row = 0;
+  for (const rows of sizes) {
+    const vectors = new Float32Array((rows + 5) * DIM).fill(9); // junk past `rows` must never be read
+    vectors.set(data.subarray(row * DIM, (row + rows) * DIM));
+    blocks.push({ vectors, rows });
+    firstRow.push(row);
+    row += rows;
+  }
+  return { blocks, firstRow };
+}
+
+describe('exactTopK (ONNX Gemm + TopK per block, merged in JS)', () => {
+  const data = randomUnitRows(530, DIM, 1);
+  const queries = randomUnitRows(7, DIM, 2);
+
+  test('identical rows and similarities to a brute-force reference, across uneven blocks', async () => {
+    const { blocks, firstRow } = blocksOf(data, [200, 17, 313]);
+    const result = await exactTopK(queries, DIM, blocks, 10);
+    const reference = bruteForceTopK(queries, data, DIM, 10);
+    for (let q = 0; q < 7; q++) {
+      assert.equal(result.counts[q], 10);
+      for (let i = 0; i < 10; i++) {
+        const slot = q * 10 + i;
+        const row = firstRow[result.blockIndices[slot]] + result.rowIndices[slot];
+        assert.equal(row, reference[q][i].row, `query ${q} rank ${i}`);
+        assert.ok(Math.abs(result.similarities[slot] - reference[q][i].similarity) < 1e-5);
+      }
+    }
+  });
+
+  test('bias −∞ excludes rows; fewer allowed rows than k gives fewer hits', async () => {
+    const { blocks, firstRow } = blocksOf(data, [265, 265]);
+    const allowed = (row: number): boolean => row % 3 === 0;
+    blocks.forEach((b, i) => {
+      b.bias = Float32Array.from({ length: b.rows }, (_, r) => (allowed(firstRow[i] + r) ? 0 : -Infinity));
+    });
+    const result = await exactTopK(queries, DIM, blocks, 20);
+    const reference = bruteForceTopK(queries, data, DIM, 20, allowed);
+    for (let q = 0; q < 7; q++) {
+      const rows = Array.from({ length: result.counts[q] }, (_, i) => firstRow[result.blockIndices[q * 20 + i]] + result.rowIndices[q * 20 + i]);
+      assert.deepEqual(rows, reference[q].map((h) => h.row));
+    }
+    // Only 4 rows allowed in all: every query gets exactly those 4.
+    blocks[0].bias = new Float32Array(265).fill(-Infinity);
+    blocks[0].bias.set([0, 0], 100);
+    blocks[1].bias = new Float32Array(265).fill(-Infinity);
+    blocks[1].bias.set([0, 0], 7);
+    const few = await exactTopK(queries, DIM, blocks, 20);
+    for (let q = 0; q < 7; q++) {
+      assert.equal(few.counts[q], 4);
+      const rows = new Set(Array.from({ length: 4 }, (_, i) => firstRow[few.blockIndices[q * 20 + i]] + few.rowIndices[q * 20 + i]));
+      assert.deepEqual([...rows].sort((a, b) => a - b), [100, 101, 272, 273]);
+    }
+  });
+
+  test('k above a block size, and query splitting under a small score budget, change nothing', async () => {
+    const { blocks, firstRow } = blocksOf(data, [3, 527]);
+    const whole = await exactTopK(queries, DIM, blocks, 25);
+    const split = await exactTopK(queries, DIM, blocks, 25, { maxScoreBytes: 4 * 527 * 2 });
+    assert.deepEqual(split.rowIndices, whole.rowIndices);
+    assert.deepEqual(split.blockIndices, whole.blockIndices);
+    const reference = bruteForceTopK(queries, data, DIM, 25);
+    const rows = Array.from({ length: 25 }, (_, i) => firstRow[whole.blockIndices[i]] + whole.rowIndices[i]);
+    assert.deepEqual(rows, reference[0].map((h) => h.row));
+  });
+
+  test('rejects a query length that is not rows of dim, and k < 1', async () => {
+    await assert.rejects(exactTopK(new Float32Array(DIM + 1), DIM, [], 5), ComputeError);
+    await assert.rejects(exactTopK(queries, DIM, [], 0), ComputeError);
+  });
+});
+
+describe('maxSimilarityPerSegment (late interaction)', () => {
+  test('max and argmax per (query row, segment) equal a brute-force reference', async () => {
+    const queries = randomUnitRows(9, DIM, 3);
+    const pool = randomUnitRows(1200, DIM, 4);
+    // Adjacent views of one buffer (merged into one run), large separate arrays, small ones (packed), an empty one.
+    const segments: Float32Array[] = [
+      pool.subarray(0, 300 * DIM),
+      pool.subarray(300 * DIM, 600 * DIM),
+      randomUnitRows(5, DIM, 5),
+      new Float32Array(0),
+      randomUnitRows(40, DIM, 6),
+      pool.subarray(900 * DIM, 1200 * DIM),
+      randomUnitRows(1, DIM, 7),
+    ];
+    const result = await maxSimilarityPerSegment(queries, DIM, segments);
+    assert.equal(result.queryCount, 9);
+    assert.equal(result.segmentCount, segments.length);
+    for (let s = 0; s < segments.length; s++) {
+      const reference = bruteForceTopK(queries, segments[s], DIM, 1);
+      for (let q = 0; q < 9; q++) {
+        const slot = q * segments.length + s;
+        if (segments[s].length === 0) {
+          assert.equal(result.maxSimilarity[slot], -Infinity);
+          assert.equal(result.argmaxRow[slot], -1);
+          continue;
+        }
+        assert.equal(result.argmaxRow[slot], reference[q][0].row, `segment ${s} query ${q}`);
+        assert.ok(Math.abs(result.maxSimilarity[slot] - reference[q][0].similarity) < 1e-5);
+      }
+    }
+  });
+
+  test('a small score budget splits the work without changing the result', async () => {
+    const queries = randomUnitRows(4, DIM, 8);
+    const segments = [randomUnitRows(700, DIM, 9), randomUnitRows(30, DIM, 10)];
+    const a = await maxSimilarityPerSegment(queries, DIM, segments);
+    const b = await maxSimilarityPerSegment(queries, DIM, segments, { maxScoreBytes: 1024 });
+    assert.deepEqual(b.argmaxRow, a.argmaxRow);
+    assert.deepEqual(b.maxSimilarity, a.maxSimilarity);
+  });
+});
+
+describe('execution provider', () => {
+  test('reports the provider that runs; an explicit CUDA request fails clearly where CUDA cannot run', async () => {
+    const sessions = await computeSessions();
+    assert.ok(sessions.provider === 'cpu' || sessions.provider === 'cuda');
+    if (sessions.provider === 'cpu') {
+      await assert.rejects(computeSessions({ provider: 'cuda' }), (e: unknown) => e instanceof ComputeError && e.code === 'PROVIDER_UNAVAILABLE');
+    }
+  });
+});
