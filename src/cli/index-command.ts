@@ -1,0 +1,177 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { DEFAULT_ENCODER } from '../encode/registry.js';
+import type { Encoder } from '../encode/encoder.js';
+import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
+import { openIndexEncoder, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
+import { SQLITE_NAME } from '../store/embedded.js';
+import { StoreError } from '../store/errors.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+import { positiveInteger, positiveNumber } from './embed.js';
+import { startProgress } from './progress.js';
+
+interface IndexCommandOptions {
+  db: string;
+  encoder?: string;
+  step?: number;
+  windows?: string;
+  label: string[];
+  labels?: string;
+  includeMasks?: boolean;
+  modality: string;
+  batch: number;
+  worker?: boolean;
+  json?: boolean;
+  progress: boolean;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** `key=value`; numbers stay numbers so label filters and metrics compare them as such. */
+export function parseLabel(text: string): [string, string | number] {
+  const at = text.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError(`label "${text}" must look like key=value`);
+  const key = text.slice(0, at).trim();
+  const raw = text.slice(at + 1).trim();
+  const number = Number(raw);
+  return [key, raw !== '' && Number.isFinite(number) ? number : raw];
+}
+
+/**
+ * Labels per file from a CSV with a `name` (file name, e.g. liver_0.nii.gz, as in the 3D-MIR files) or
+ * `path` column; every other column becomes a label. Columns that would store free text about the patient
+ * (captions) are the user's choice to include; nothing here adds identifiers.
+ */
+export function labelsFromCsv(csvPath: string): (source: VolumeSourceRef) => Record<string, string | number> {
+  const rows = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+  const byKey = new Map<string, Record<string, string | number>>();
+  for (const row of rows) {
+    const key = row.name ?? row.path;
+    if (!key) throw new InvalidArgumentError(`${csvPath}: needs a "name" or "path" column`);
+    const labels: Record<string, string | number> = {};
+    for (const [column, value] of Object.entries(row)) {
+      if (column === 'name' || column === 'path' || column === '' || value === '') continue;
+      labels[column] = parseLabel(`${column}=${value}`)[1];
+    }
+    byKey.set(key, labels);
+    byKey.set(basename(key), labels);
+  }
+  return (source) => byKey.get(source.path) ?? byKey.get(basename(source.path)) ?? {};
+}
+
+function outcomeLine(outcome: VolumeOutcome): string {
+  const where = `${outcome.source.path}${outcome.source.seriesKey ? ` (series ${outcome.source.seriesKey})` : ''}`;
+  if (outcome.status === 'added') return `  added      ${outcome.volumeId}  ${String(outcome.slices).padStart(5)} slices  ${where}${outcome.replaced.length ? `  (replaces ${outcome.replaced.join(', ')})` : ''}`;
+  if (outcome.status === 'unchanged') return `  unchanged  ${outcome.volumeId}                ${where}`;
+  return `  failed     ${where}: ${outcome.reason}`;
+}
+
+/** Opens the index at `db` (creating it with the chosen encoder), and the encoder that fills it. */
+export async function openIndexForWriting(db: string, requested: EncoderSpec | undefined, onStatus: (message: string) => void): Promise<{ store: Store; encoder: Encoder }> {
+  const exists = existsSync(join(db, SQLITE_NAME));
+  if (exists) {
+    const probe = openStore(db, { readOnly: true });
+    const pinned = probe.encoderId;
+    probe.close();
+    const saved = readEncoderSpec(db);
+    const spec = requested ?? saved;
+    const encoder = spec ? await openSpecEncoder(spec, onStatus) : await openIndexEncoder(db, pinned, onStatus);
+    if (encoder.id !== pinned) {
+      await encoder.close();
+      throw new StoreError('ENCODER_MISMATCH', db, `this index holds vectors of ${pinned}; the requested encoder is ${encoder.id}. Use another --db, or leave out --encoder to use the index's own`);
+    }
+    if (!saved && spec) await writeEncoderSpec(db, spec);
+    return { store: openStore(db, { encoderId: encoder.id, dim: encoder.dim }), encoder };
+  }
+  const spec = requested ?? { encoder: DEFAULT_ENCODER };
+  const encoder = await openSpecEncoder(spec, onStatus);
+  await mkdir(db, { recursive: true });
+  const store = openStore(db, { encoderId: encoder.id, dim: encoder.dim });
+  await writeEncoderSpec(db, spec);
+  return { store, encoder };
+}
+
+export function registerIndex(program: Command): void {
+  program
+    .command('index')
+    .description('Add volumes (NIfTI files, DICOM series; directories are walked) to an index; unchanged files are skipped, so a rerun resumes')
+    .argument('<paths...>', 'files and directories to index')
+    .requiredOption('--db <dir>', 'index directory (created on first use)')
+    .option('--encoder <name|path>', `encoder for a new index (default ${DEFAULT_ENCODER}); an existing index keeps its own`)
+    .option('--step <mm>', 'embed one slice every this many mm (new index only)', positiveNumber('--step'))
+    .option('--windows <list>', 'HU windows as channels (new index only)')
+    .option('--label <key=value>', 'label stored with every volume of this run (repeatable)', collect, [])
+    .option('--labels <csv>', 'labels per file from a CSV with a "name" or "path" column (e.g. the 3D-MIR label files)')
+    .option('--include-masks', 'also index files that look like segmentation masks (labelsTr/, *_seg.nii.gz …)')
+    .option('--modality <name>', 'modality recorded for NIfTI files, which carry none', 'CT')
+    .option('--batch <n>', 'slices per inference call', positiveInteger('--batch'), 16)
+    .option('--worker', 'preprocess in a worker thread (default from 4 CPU cores up)')
+    .option('--no-worker', 'preprocess on the main thread')
+    .option('--json', 'print the summary as JSON')
+    .option('--no-progress', 'no progress display')
+    .action(async (paths: string[], options: IndexCommandOptions) => {
+      const fixedLabels = Object.fromEntries(options.label.map(parseLabel));
+      const csvLabels = options.labels ? labelsFromCsv(options.labels) : undefined;
+      const requested: EncoderSpec | undefined = options.encoder || options.step || options.windows
+        ? { encoder: options.encoder ?? readEncoderSpec(options.db)?.encoder ?? DEFAULT_ENCODER, ...(options.step ? { sliceStepMm: options.step } : {}), ...(options.windows ? { windows: options.windows } : {}) }
+        : undefined;
+      const discovery = await discoverVolumes(paths, { includeMasks: options.includeMasks });
+      const { store, encoder } = await openIndexForWriting(options.db, requested, (m) => process.stderr.write(`${m}\n`));
+
+      // First Ctrl-C: finish the volume in hand and stop cleanly; second: stop at once. Either way every
+      // volume is wholly in the index or absent, and a rerun resumes.
+      const stop = new AbortController();
+      const onSigint = (): void => {
+        if (stop.signal.aborted) process.exit(130);
+        process.stderr.write('\nstopping after the current volume (Ctrl-C again to stop now)\n');
+        stop.abort();
+      };
+      process.on('SIGINT', onSigint);
+      const progress = startProgress('indexing', discovery.sources.length, 'volumes', options.progress);
+      const started = performance.now();
+      let summary: IndexSummary;
+      let totals: { volumes: number; slices: number };
+      try {
+        summary = await indexVolumes(discovery.sources, {
+          store,
+          encoder,
+          labelsFor: (source) => ({ ...(csvLabels?.(source) ?? {}), ...fixedLabels }),
+          niftiModality: options.modality,
+          batchSize: options.batch,
+          ...(options.worker !== undefined ? { useWorker: options.worker } : {}),
+          signal: stop.signal,
+          onProgress: (p) => {
+            const seconds = (performance.now() - started) / 1000;
+            progress.update(p.volumesDone, `${p.slicesDone} slices, ${(p.slicesDone / Math.max(seconds, 1e-3)).toFixed(1)} slices/s`);
+          },
+        });
+        totals = store.stats();
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSigint);
+        store.close();
+        await encoder.close();
+      }
+      const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, index: totals }, null, 2)}\n`);
+      } else {
+        const lines = summary.outcomes.map(outcomeLine);
+        for (const p of problems) lines.push(`  failed     ${p.path}: ${p.reason}`);
+        lines.push(
+          '',
+          `${summary.added} added, ${summary.unchanged} unchanged, ${summary.failed + problems.length} failed${summary.notReached ? `, ${summary.notReached} not reached (stopped)` : ''}` +
+            `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}`,
+          `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
+          `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}`,
+        );
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+      if (summary.failed + problems.length > 0 || summary.notReached > 0) process.exitCode = 1;
+    });
+}

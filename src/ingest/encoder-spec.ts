@@ -1,0 +1,53 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Encoder } from '../encode/encoder.js';
+import { openEncoder } from '../encode/registry.js';
+import { writeFileAtomic } from '../io/niftiWriter.js';
+import { StoreError } from '../store/errors.js';
+
+/**
+ * How to reopen the encoder an index was built with. The index pins the encoder's id (model hash +
+ * preprocessing); this file beside it records the name or path and options that produce that id, so
+ * `mir3d search` and `mir3d serve` embed queries with the same encoder without the user repeating it.
+ */
+export interface EncoderSpec {
+  /** Built-in name or model path, as given to openEncoder. */
+  encoder: string;
+  sliceStepMm?: number;
+  windows?: string;
+}
+
+export const ENCODER_SPEC_FILE = 'encoder.json';
+
+export function readEncoderSpec(indexDir: string): EncoderSpec | undefined {
+  const path = join(indexDir, ENCODER_SPEC_FILE);
+  if (!existsSync(path)) return undefined;
+  return JSON.parse(readFileSync(path, 'utf8')) as EncoderSpec;
+}
+
+export async function writeEncoderSpec(indexDir: string, spec: EncoderSpec): Promise<void> {
+  await writeFileAtomic(join(indexDir, ENCODER_SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+}
+
+export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: string) => void): Promise<Encoder> {
+  return openEncoder(spec.encoder, {
+    ...(spec.sliceStepMm !== undefined ? { sliceStepMm: spec.sliceStepMm } : {}),
+    ...(spec.windows ? { windows: spec.windows } : {}),
+    ...(onStatus ? { onStatus } : {}),
+  });
+}
+
+/** Opens the encoder an existing index was built with and checks it still yields the pinned id (a model
+ * file replaced in place would not). */
+export async function openIndexEncoder(indexDir: string, pinnedEncoderId: string, onStatus?: (message: string) => void): Promise<Encoder> {
+  const spec = readEncoderSpec(indexDir);
+  if (!spec) {
+    throw new StoreError('MISSING_ENCODER', indexDir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with (${pinnedEncoderId})`);
+  }
+  const encoder = await openSpecEncoder(spec, onStatus);
+  if (encoder.id !== pinnedEncoderId) {
+    await encoder.close();
+    throw new StoreError('ENCODER_MISMATCH', indexDir, `encoder "${spec.encoder}" now yields id ${encoder.id}, but the index holds vectors of ${pinnedEncoderId} (was the model file changed?)`);
+  }
+  return encoder;
+}
