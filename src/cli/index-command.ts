@@ -88,12 +88,13 @@ export async function openIndexForWriting(db: string, requested: EncoderSpec | u
     if (!saved && spec) await writeEncoderSpec(db, spec);
     return { store: openStore(db, { encoderId: encoder.id, dim: encoder.dim }), encoder };
   }
-  const spec = requested ?? { encoder: DEFAULT_ENCODER };
+  // The spec is written before the index exists, so a run killed in between leaves an index that can
+  // always be reopened (a spec without an index is simply used for the new one).
+  const spec = requested ?? readEncoderSpec(db) ?? { encoder: DEFAULT_ENCODER };
   const encoder = await openSpecEncoder(spec, onStatus);
   await mkdir(db, { recursive: true });
-  const store = openStore(db, { encoderId: encoder.id, dim: encoder.dim });
   await writeEncoderSpec(db, spec);
-  return { store, encoder };
+  return { store: openStore(db, { encoderId: encoder.id, dim: encoder.dim }), encoder };
 }
 
 export function registerIndex(program: Command): void {

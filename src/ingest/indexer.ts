@@ -149,9 +149,12 @@ export async function indexVolumes(sources: VolumeSourceRef[], options: IndexOpt
             report(source.path);
           },
         });
-        const record = recordOf(volume, source, contentSha256, embedded.sliceIndices.length, options.labelsFor?.(source) ?? {}, options.niftiModality ?? 'CT');
+        // A file that changed keeps the labels its earlier entry had, unless this run gives new values.
+        const replaced = staleEntries(store, source, volumeIdOf(contentSha256));
+        const inherited = Object.assign({}, ...replaced.map((id) => store.getVolume(id)?.labels ?? {})) as Record<string, string | number>;
+        const labels = { ...inherited, ...(options.labelsFor?.(source) ?? {}) };
+        const record = recordOf(volume, source, contentSha256, embedded.sliceIndices.length, labels, options.niftiModality ?? 'CT');
         store.addVolume(record, { volumeId: record.volumeId, dim: embedded.dim, sliceIndices: embedded.sliceIndices, zMm: embedded.zMm, vectors: embedded.vectors }, encoder.id);
-        const replaced = staleEntries(store, source, record.volumeId);
         for (const id of replaced) store.removeVolume(id);
         finish({ status: 'added', source, volumeId: record.volumeId, slices: embedded.sliceIndices.length, replaced });
       } catch (error) {
