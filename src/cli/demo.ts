@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { writeFileAtomic, writeNifti } from '../io/niftiWriter.js';
@@ -7,7 +7,11 @@ import { writeSlicePng, type Rgb } from '../io/png.js';
 import { readVolume } from '../io/read.js';
 import { sliceZMm, type Vec3 } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { generatePhantom, LABEL, type Phantom, type PhantomOptions, type PhantomTruth } from '../phantom/index.js';
+import { demoIndexStep, demoSearchStep } from './demo-retrieval.js';
+import { demoServeHintStep, serveDemoIndex } from './demo-serve.js';
+import { displayPath, formatTable } from './format.js';
 
 /**
  * `mir3d demo`: the product's main job on a machine without real data. It runs as a list of steps over
@@ -190,9 +194,7 @@ export function formatDemoSummary(context: DemoContext): string {
       (r?.sha256Int16 ?? p.sha256Generated).slice(0, 12),
     ];
   });
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
-  const line = (cells: string[]): string => cells.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+  return formatTable(header, rows);
 }
 
 export const summaryStep: DemoStep = {
@@ -200,8 +202,7 @@ export const summaryStep: DemoStep = {
   async run(context) {
     const { outDir, print } = context.options;
     print(`${formatDemoSummary(context)}\n`);
-    const fromHere = relative(process.cwd(), outDir);
-    const where = fromHere === '' ? '.' : fromHere.startsWith('..') ? outDir : fromHere;
+    const where = displayPath(outDir);
     const timings = Object.entries(context.timingsS)
       .map(([name, s]) => `${name} ${s.toFixed(1)} s`)
       .join(', ');
@@ -209,7 +210,12 @@ export const summaryStep: DemoStep = {
   },
 };
 
-export const DEMO_STEPS: DemoStep[] = [generateStep, readBackStep, summaryStep];
+/** The whole main job; `encoder` picks the index's encoder (the built-in MobileNetV2 by default). */
+export function demoSteps(encoder: string): DemoStep[] {
+  return [generateStep, readBackStep, summaryStep, demoIndexStep(encoder), demoSearchStep, demoServeHintStep];
+}
+
+export const DEMO_STEPS: DemoStep[] = demoSteps(DEFAULT_ENCODER);
 
 export async function runDemo(options: DemoOptions, steps: DemoStep[] = DEMO_STEPS): Promise<DemoContext> {
   const context: DemoContext = { options, phantoms: [], timingsS: {} };
@@ -232,17 +238,22 @@ function integerIn(lo: number, hi: number): (value: string) => number {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('Generate CT-like phantom volumes with known organs and lesions, write them as NIfTI, read them back and summarise')
+    .description('The main job on generated data: CT-like phantoms with known organs and lesions are written as NIfTI, read back, indexed, and searched with a liver slab; results are checked against the known anatomy')
     .option('--out <dir>', 'output folder', 'out/demo')
     .option('--count <n>', 'number of phantoms', integerIn(1, 99), 8)
     .option('--seed <s>', 'seed: the same seed gives the same phantoms', integerIn(0, 1_000_000), 1)
-    .action(async (options: { out: string; count: number; seed: number }) => {
+    .option('--encoder <name|path>', 'encoder for the demo index', DEFAULT_ENCODER)
+    .option('--no-search', 'only generate and read back the phantoms')
+    .option('--serve', 'then serve the demo index (API and web page) until Ctrl-C')
+    .action(async (options: { out: string; count: number; seed: number; encoder: string; search: boolean; serve?: boolean }) => {
+      const steps = options.search ? demoSteps(options.encoder) : [generateStep, readBackStep, summaryStep];
       await runDemo({
         outDir: resolve(options.out),
         count: options.count,
         seed: options.seed,
         print: (text) => process.stdout.write(text),
         progress: true,
-      });
+      }, steps);
+      if (options.serve && options.search) await serveDemoIndex(resolve(options.out));
     });
 }

@@ -6,6 +6,10 @@ import { SearchError } from '../search/errors.js';
 import { StoreError } from '../store/errors.js';
 import { registerDemo } from './demo.js';
 import { registerEmbed } from './embed.js';
+import { registerEval } from './eval.js';
+import { registerIndex } from './index-command.js';
+import { registerSearch } from './search-command.js';
+import { registerServe } from './serve.js';
 import { registerInfo } from './info.js';
 
 const program = new Command();
@@ -18,6 +22,10 @@ program
 registerInfo(program);
 registerDemo(program);
 registerEmbed(program);
+registerIndex(program);
+registerSearch(program);
+registerServe(program);
+registerEval(program);
 
 try {
   await program.parseAsync(process.argv);

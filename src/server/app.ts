@@ -1,0 +1,435 @@
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Encoder } from '../encode/encoder.js';
+import { ENCODER_SPEC_FILE, openIndexEncoder } from '../ingest/encoder-spec.js';
+import { SQLITE_NAME } from '../store/embedded.js';
+import { StoreError } from '../store/errors.js';
+import { openStore } from '../store/index.js';
+import { SEARCH_METHODS } from '../search/types.js';
+import type { Store } from '../store/types.js';
+import { locateWebAssets, packageVersion } from './assets.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
+import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, type TokenFile } from './auth.js';
+import { ApiError, errorBody, toApiError } from './errors.js';
+import { Limiter } from './limiter.js';
+import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
+import { filterOf, SearchService, type SearchBody, type SearchParams } from './search-service.js';
+import { RAW_UPLOAD_TYPES, readUploadedVolume } from './uploads.js';
+import { publicUpload, publicVolume, VolumeService, WINDOW_NAMES, type ThumbnailRequest } from './volumes.js';
+
+/**
+ * `mir3d serve`: the HTTP API and the web page over one index, in one Fastify process.
+ *
+ * Everything under /api except health and version needs the bearer token; the page, its scripts, the
+ * OpenAPI description and its docs UI are public (they hold no data). Request values reach the file
+ * system only as keys: volume ids are looked up in the store, upload ids in memory, and uploads are
+ * written under generated names in fresh temp folders.
+ */
+
+export { DEFAULT_HOST, DEFAULT_PORT };
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+export interface ServerLimits {
+  /** Largest upload accepted, as sent (gzip or zip). */
+  maxUploadBytes: number;
+  /** Largest JSON body. */
+  maxJsonBytes: number;
+  /** Most bytes a zipped DICOM series may unpack to. */
+  maxUnzippedBytes: number;
+  maxZipEntries: number;
+  volumeCacheBytes: number;
+  thumbnailCacheBytes: number;
+  niftiCacheBytes: number;
+  uploadCacheBytes: number;
+  maxUploads: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxUploadBytes: 1 * GiB,
+  maxJsonBytes: 64 * 1024,
+  maxUnzippedBytes: 4 * GiB,
+  maxZipEntries: 20_000,
+  volumeCacheBytes: 1 * GiB,
+  thumbnailCacheBytes: 64 * MiB,
+  niftiCacheBytes: 512 * MiB,
+  uploadCacheBytes: 1 * GiB,
+  maxUploads: 16,
+};
+
+export interface ServerOptions {
+  /** The index directory (as for `mir3d search --db`). */
+  dbDir: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Bearer-token auth (default true). Without it the server only binds to loopback addresses. */
+  auth?: boolean;
+  /** Where the token is kept (default `<dbDir>/server-token`). */
+  tokenFile?: string;
+  limits?: Partial<ServerLimits>;
+  /** Called with one line per request (method, route, status, ms); nothing is logged otherwise. */
+  logRequest?: (line: string) => void;
+  /** Called with unexpected errors (stack traces); default stderr. */
+  logError?: (line: string) => void;
+  /** Opens the encoder for uploaded queries; default: the one recorded beside the index. */
+  openEncoder?: () => Promise<Encoder>;
+}
+
+export class ServerConfigError extends Error {
+  override readonly name = 'ServerConfigError';
+  constructor(
+    readonly code: 'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  /** Base URL, e.g. http://127.0.0.1:8765 */
+  url: string;
+  /** The page's URL, with the token in its fragment (never sent to the server by a browser). */
+  pageUrl: string;
+  token?: string;
+  tokenFile?: TokenFile;
+  /** Why the web page is unavailable (the API still works), if it is. */
+  pageProblem?: string;
+  close(): Promise<void>;
+}
+
+interface AppContext {
+  store: Store;
+  dbDir: string;
+  token?: string;
+  limits: ServerLimits;
+  options: ServerOptions;
+}
+
+/** Status and code for Fastify's and its plugins' own refusals. */
+function frameworkError(error: FastifyError): ApiError | undefined {
+  if (error.validation) return new ApiError(400, 'BAD_REQUEST', error.message);
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError(413, 'BODY_TOO_LARGE', 'the request body is too large');
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new ApiError(413, 'UPLOAD_TOO_LARGE', 'the uploaded file is too large');
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FILES_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new ApiError(413, 'TOO_MANY_PARTS', 'send one file per upload');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'unsupported content type for this route');
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new ApiError(400, 'BAD_JSON', 'the body is not valid JSON');
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new ApiError(error.statusCode, 'BAD_REQUEST', error.message);
+  }
+  return undefined;
+}
+
+function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
+  if (error.retryAfterS) reply.header('retry-after', String(error.retryAfterS));
+  if (error.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="mir3d"');
+  return reply.code(error.statusCode).type('application/json; charset=utf-8').send(errorBody(error));
+}
+
+const PAGE_CSP = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "style-src 'self'",
+  "img-src 'self' blob: data:",
+  "connect-src 'self' blob: data:",
+  "worker-src 'self' blob:",
+  "font-src 'self' data:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+export async function buildApp(context: AppContext): Promise<FastifyInstance> {
+  const { store, limits, options } = context;
+  const logError = options.logError ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.maxJsonBytes,
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 256 },
+    // Unknown fields are refused (400), not silently dropped: a misspelt option must not be ignored.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  });
+
+  const volumes = new VolumeService(store, limits);
+  let encoderPromise: Promise<Encoder> | undefined;
+  const encoder = (): Promise<Encoder> => {
+    encoderPromise ??= (options.openEncoder ?? (() => openIndexEncoder(context.dbDir, store.encoderId)))().catch((error: unknown) => {
+      encoderPromise = undefined;
+      throw error;
+    });
+    return encoderPromise;
+  };
+  const searches = new SearchService({ store, volumes, encoder });
+  /** Uploads hold a temp file of up to maxUploadBytes each until read. */
+  const uploadLimiter = new Limiter('upload', 2, 4);
+  const startedAt = Date.now();
+  const version = packageVersion();
+  const uploadLimits = { maxUploadBytes: limits.maxUploadBytes, maxTotalBytes: limits.maxUnzippedBytes, maxEntries: limits.maxZipEntries };
+
+  // Only JSON bodies outside the upload routes: a text/plain body must be refused (415), not parsed.
+  app.removeContentTypeParser('text/plain');
+  app.addSchema(apiErrorSchema);
+  app.addSchema(publicVolumeSchema);
+  app.addSchema(publicUploadSchema);
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = error instanceof ApiError ? error : frameworkError(error);
+    const apiError = known ?? toApiError(error);
+    if (apiError.statusCode >= 500 && apiError.code === 'INTERNAL') {
+      logError(`mir3d serve: ${request.method} ${request.routeOptions.url ?? '?'}: ${error.stack ?? error.message}`);
+    }
+    return sendError(reply, apiError);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(reply, new ApiError(404, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+
+  app.addHook('onRequest', async (request, reply) => {
+    // Without a token the server is reachable only from this machine; checking the Host header as well
+    // keeps a web page elsewhere from reaching it through DNS rebinding.
+    if (!context.token) {
+      const host = request.headers.host;
+      if (!host || !isLoopbackHost(hostHeaderName(host))) {
+        return sendError(reply, new ApiError(403, 'FORBIDDEN_HOST', 'this server (started with --no-auth) answers only requests addressed to localhost'));
+      }
+      return undefined;
+    }
+    const route = request.routeOptions.url;
+    const path = request.url.split('?')[0].toLowerCase();
+    const guarded = route !== undefined ? route.startsWith('/api/') && route !== '/api/health' && route !== '/api/version' : path.startsWith('/api');
+    if (!guarded) return undefined;
+    const given = bearerToken(request.headers.authorization);
+    if (!given) return sendError(reply, new ApiError(401, 'UNAUTHORIZED', 'send the token as Authorization: Bearer <token> (printed by mir3d serve)'));
+    if (!tokenMatches(context.token, given)) return sendError(reply, new ApiError(401, 'UNAUTHORIZED', 'the token is not valid for this server'));
+    return undefined;
+  });
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    reply.header('cross-origin-opener-policy', 'same-origin');
+    const route = request.routeOptions.url ?? '';
+    if (!route.startsWith('/docs')) reply.header('content-security-policy', PAGE_CSP);
+    // Medical data: JSON answers are never cached; pictures and volumes are private to this browser.
+    if (route.startsWith('/api/') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    return payload;
+  });
+
+  if (options.logRequest) {
+    const log = options.logRequest;
+    app.addHook('onResponse', async (request, reply) => {
+      log(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(0)} ms`);
+    });
+  }
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'mir3d', description: 'Content-based retrieval of 3D CT volumes: search an index with a volume or a slab, see where each match lies.', version: version.version },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token printed by mir3d serve (kept in <db>/server-token)' } } },
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'service', description: 'health and version' },
+        { name: 'index', description: 'the index' },
+        { name: 'volumes', description: 'indexed volumes' },
+        { name: 'uploads', description: 'uploaded query volumes' },
+        { name: 'search', description: 'retrieval' },
+      ],
+    },
+    // Shared schemas keep their $id as their name in the description (ApiError, Volume, Upload).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    // Upload bodies are streamed, not validated as JSON; the description documents them anyway.
+    transform: ({ schema, url }) => {
+      if (url !== '/api/uploads' && url !== '/api/search/upload') return { schema, url };
+      const body = {
+        content: {
+          'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'string', format: 'binary' } }, required: ['file'] } },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+        },
+      };
+      return { schema: { ...schema, body } as typeof schema, url };
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/api/health', { schema: routeSchemas.health }, async () => ({ status: 'ok', uptimeS: (Date.now() - startedAt) / 1000 }));
+  app.get('/api/version', { schema: routeSchemas.version }, async () => ({ name: version.name, version: version.version, api: 1 }));
+
+  app.get('/api/index', { schema: routeSchemas.index }, async () => {
+    const stats = store.stats();
+    return {
+      encoderId: store.encoderId,
+      dim: store.dim,
+      volumes: stats.volumes,
+      slices: stats.slices,
+      methods: [...SEARCH_METHODS],
+      windows: WINDOW_NAMES,
+      canEmbedUploads: options.openEncoder !== undefined || existsSync(join(context.dbDir, ENCODER_SPEC_FILE)),
+      limits: { maxUploadBytes: limits.maxUploadBytes },
+    };
+  });
+
+  app.get<{ Querystring: Pick<SearchParams, 'modality' | 'bodyPart' | 'where'> & { offset: number; limit: number } }>(
+    '/api/volumes',
+    { schema: routeSchemas.listVolumes },
+    async (request) => {
+      const { offset, limit } = request.query;
+      const filter = filterOf(request.query);
+      const all = store.listVolumes(filter);
+      return { total: all.length, offset, limit, volumes: all.slice(offset, offset + limit).map(publicVolume) };
+    },
+  );
+
+  app.get<{ Params: { volumeId: string } }>('/api/volumes/:volumeId', { schema: routeSchemas.getVolume }, async (request) =>
+    publicVolume(volumes.record(request.params.volumeId)),
+  );
+
+  app.get<{ Params: { volumeId: string }; Querystring: ThumbnailRequest }>(
+    '/api/volumes/:volumeId/thumbnail.png',
+    { schema: routeSchemas.volumeThumbnail },
+    async (request, reply) => {
+      const { volumeId } = request.params;
+      volumes.record(volumeId);
+      const png = await volumes.thumbnail(volumeId, () => volumes.volume(volumeId), request.query);
+      return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(png);
+    },
+  );
+
+  app.get<{ Params: { volumeId: string } }>('/api/volumes/:volumeId/volume.nii.gz', { schema: routeSchemas.volumeNifti }, async (request, reply) => {
+    const { volumeId } = request.params;
+    volumes.record(volumeId);
+    const bytes = await volumes.niftiGz(volumeId, () => volumes.volume(volumeId));
+    return reply
+      .type('application/gzip')
+      .header('content-disposition', `attachment; filename="${volumeId}.nii.gz"`)
+      .header('cache-control', 'private, max-age=3600')
+      .send(bytes);
+  });
+
+  app.get<{ Params: { uploadId: string } }>('/api/uploads/:uploadId', { schema: routeSchemas.getUpload }, async (request) =>
+    publicUpload(volumes.upload(request.params.uploadId)),
+  );
+
+  app.delete<{ Params: { uploadId: string } }>('/api/uploads/:uploadId', { schema: routeSchemas.deleteUpload }, async (request, reply) => {
+    if (!volumes.deleteUpload(request.params.uploadId)) throw new ApiError(404, 'UPLOAD_NOT_FOUND', `no upload ${request.params.uploadId}`);
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: { uploadId: string }; Querystring: ThumbnailRequest }>(
+    '/api/uploads/:uploadId/thumbnail.png',
+    { schema: routeSchemas.uploadThumbnail },
+    async (request, reply) => {
+      const upload = volumes.upload(request.params.uploadId);
+      const png = await volumes.thumbnail(upload.uploadId, async () => upload.volume, request.query);
+      return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(png);
+    },
+  );
+
+  app.get<{ Params: { uploadId: string } }>('/api/uploads/:uploadId/volume.nii.gz', { schema: routeSchemas.uploadNifti }, async (request, reply) => {
+    const upload = volumes.upload(request.params.uploadId);
+    const bytes = await volumes.niftiGz(upload.uploadId, async () => upload.volume);
+    return reply.type('application/gzip').header('content-disposition', 'attachment; filename="query.nii.gz"').header('cache-control', 'private, max-age=3600').send(bytes);
+  });
+
+  app.post<{ Body: SearchBody }>('/api/search', { schema: routeSchemas.search }, async (request) => searches.run(request.body));
+
+  // Uploads live in their own scope: only these two routes accept multipart and raw volume bytes.
+  await app.register(async (scope) => {
+    await scope.register(multipart, { throwFileSizeLimit: true, limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 4, parts: 5 } });
+    scope.addContentTypeParser(RAW_UPLOAD_TYPES, (_request, payload, done) => done(null, payload));
+
+    scope.post<{ Querystring: { series?: string } }>('/api/uploads', { schema: routeSchemas.createUpload }, async (request, reply) => {
+      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, request.query.series));
+      return reply.code(201).send(publicUpload(volumes.addUpload(volume)));
+    });
+
+    scope.post<{ Querystring: SearchParams & { series?: string } }>('/api/search/upload', { schema: routeSchemas.searchUpload }, async (request) => {
+      const { series, ...params } = request.query;
+      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, series));
+      return searches.run(params, volumes.addUpload(volume, false));
+    });
+  });
+
+  const assets = locateWebAssets();
+  await app.register(fastifyStatic, { root: assets.publicDir, prefix: '/', wildcard: false, index: ['index.html'] });
+  if (existsSync(assets.scriptsDir)) {
+    await app.register(fastifyStatic, { root: assets.scriptsDir, prefix: '/app/', wildcard: false, decorateReply: false, allowedPath: (path) => /\.js(\.map)?$/.test(path) });
+  }
+  if (assets.niivueDir) {
+    await app.register(fastifyStatic, { root: assets.niivueDir, prefix: '/vendor/niivue/', wildcard: false, decorateReply: false, allowedPath: (path) => path === '/index.js' });
+  }
+
+  app.addHook('onClose', async () => {
+    await searches.close();
+    if (encoderPromise) await (await encoderPromise.catch(() => undefined))?.close();
+  });
+  return app;
+}
+
+/** Opens the index read-only, prepares the token, and listens. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const host = options.host ?? DEFAULT_HOST;
+  const port = options.port ?? DEFAULT_PORT;
+  const auth = options.auth ?? true;
+  if (!auth && !isLoopbackHost(host)) {
+    throw new ServerConfigError('NO_AUTH_NOT_LOCAL', `--no-auth serves the index to anyone who can reach ${host}; without a token the server binds only to localhost (127.0.0.1, ::1)`);
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ServerConfigError('BAD_PORT', `port ${port} is not 0..65535`);
+  if (!existsSync(join(options.dbDir, SQLITE_NAME))) throw new StoreError('NOT_FOUND', options.dbDir, 'no index here (create one with mir3d index)');
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  let tokenFile: TokenFile | undefined;
+  if (auth) {
+    try {
+      tokenFile = await ensureToken(options.dbDir, options.tokenFile);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new ServerConfigError('TOKEN_FILE', `cannot keep the access token${code ? ` (${code})` : ''}: ${error instanceof Error ? error.message : String(error)}; give --token-file with a writable path`);
+    }
+  }
+  const store = openStore(options.dbDir, { readOnly: true });
+  let app: FastifyInstance;
+  try {
+    app = await buildApp({ store, dbDir: options.dbDir, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options });
+    app.addHook('onClose', async () => store.close());
+    await app.listen({ host, port });
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  const address = app.server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  // A wildcard bind is reachable at every address; print one that works from this machine.
+  const urlHost = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : shownHost;
+  const url = `http://${urlHost}:${address.port}`;
+  const assets = locateWebAssets();
+  return {
+    app,
+    url,
+    pageUrl: tokenFile ? `${url}/#token=${tokenFile.token}` : `${url}/`,
+    ...(tokenFile ? { token: tokenFile.token, tokenFile } : {}),
+    ...(assets.problem ? { pageProblem: assets.problem } : {}),
+    close: () => app.close(),
+  };
+}
+

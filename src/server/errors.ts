@@ -1,0 +1,73 @@
+import { EncoderError } from '../encode/errors.js';
+import { VolumeReadError } from '../io/errors.js';
+import { SearchError } from '../search/errors.js';
+import { StoreError } from '../store/errors.js';
+
+/**
+ * Every refusal of the API is `{ error: { code, message } }` with an HTTP status a client can act on.
+ * Library errors keep their stable codes; messages use the errors' detail, never the server's paths
+ * (temp folders, the index directory) and never an uploaded file's name.
+ */
+
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    /** Seconds a client should wait before retrying (503). */
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The file the client sent is not one we can read as a volume. */
+const VOLUME_CODES_UNSUPPORTED = new Set(['UNKNOWN_FORMAT', 'BAD_MAGIC']);
+
+const SEARCH_STATUS: Record<string, number> = {
+  BAD_QUERY: 400,
+  BAD_OPTION: 400,
+  SLICE_OUT_OF_RANGE: 400,
+  GRID_MISMATCH: 422,
+  LABEL_ABSENT: 422,
+  DIM_MISMATCH: 500,
+  KERNEL_OUTPUT: 500,
+};
+
+const STORE_STATUS: Record<string, number> = {
+  BAD_QUERY: 400,
+  NOT_FOUND: 503,
+  MISSING_ENCODER: 503,
+  ENCODER_MISMATCH: 503,
+  CLOSED: 503,
+};
+
+/**
+ * Maps an error from the library to an ApiError. `volumeFromClient` says whether a VolumeReadError
+ * concerns a file the client uploaded (422/415: their file is bad) or an indexed volume's source on the
+ * server (409: the archive changed under the index).
+ */
+export function toApiError(error: unknown, context: { volumeFromClient?: boolean } = {}): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof VolumeReadError) {
+    if (!context.volumeFromClient) return new ApiError(409, 'SOURCE_UNREADABLE', `the indexed volume's source cannot be read (${error.code})`);
+    const status = VOLUME_CODES_UNSUPPORTED.has(error.code) ? 415 : 422;
+    return new ApiError(status, error.code, error.detail);
+  }
+  if (error instanceof SearchError) return new ApiError(SEARCH_STATUS[error.code] ?? 400, error.code, error.message);
+  if (error instanceof StoreError) return new ApiError(STORE_STATUS[error.code] ?? 500, error.code, error.detail);
+  if (error instanceof EncoderError) {
+    if (error.code === 'BAD_BATCH' || error.code === 'INCOMPATIBLE_INPUT') return new ApiError(422, error.code, error.detail);
+    return new ApiError(503, 'ENCODER_UNAVAILABLE', `the index's encoder cannot embed queries here (${error.code})`);
+  }
+  return new ApiError(500, 'INTERNAL', 'internal error');
+}
+
+export function errorBody(error: ApiError): ApiErrorBody {
+  return { error: { code: error.code, message: error.message } };
+}
