@@ -17,13 +17,8 @@ import type { Store, VolumeRecord } from '../store/types.js';
 
 export type QuerySource = { kind: 'path'; path: string; seriesKey?: string } | { kind: 'indexed'; volumeId: string };
 
-/** A range as a user states it; masks are given by path and read here. */
-export type QueryRangeInput =
-  | { kind: 'volume' }
-  | { kind: 'slices'; firstSlice: number; lastSlice: number }
-  | { kind: 'mm'; zStartMm: number; zEndMm: number }
-  | { kind: 'mask'; maskPath: string; label: number }
-  | { kind: 'slice'; slice: number };
+/** A range as a user states it: the search stage's ranges, with a mask given by path (read here). */
+export type QueryRangeInput = Exclude<QueryRange, { kind: 'mask' }> | { kind: 'mask'; maskPath: string; label: number };
 
 export interface ResolvedQuery {
   query: QueryVectors;
