@@ -45,7 +45,8 @@ export interface HnswOptions {
   connectivity?: number;
   /** ef_construction. Default 128. */
   expansionAdd?: number;
-  /** ef_search. Default 256: recall@20 0.975 on 100k × 512 slice-like vectors at M = 16 (measured). */
+  /** ef_search. Default 256. recall@20 against exact on slice-like 512-d rows (bench:search): 1.000 at 100k
+   * and 0.995 at 1M (163 ms per 100 queries); ef 128 gives 1.000 and 0.934 (54 ms). */
   expansionSearch?: number;
 }
 
@@ -68,7 +69,7 @@ export interface OpenStoreOptions {
   exactBelowSlices?: number;
 }
 
-const DEFAULT_EXACT_BELOW_SLICES = 32768;
+export const DEFAULT_EXACT_BELOW_SLICES = 32768;
 /** Filtered approximate search over-fetches this many times k, then post-filters. */
 const ANN_OVERFETCH = 4;
 /** Below this share of allowed slices, post-filtering HNSW results rarely finds k: go exact at once. */

@@ -86,4 +86,9 @@ export class HnswIndex {
   load(path: string): void {
     this.index.load(path);
   }
+
+  /** Memory-maps a saved graph read-only (no copy into RAM; adding to it is not possible). */
+  view(path: string): void {
+    this.index.view(path);
+  }
 }
