@@ -8,7 +8,7 @@ import type { Encoder } from '../encode/encoder.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
 import { openIndexEncoder, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
-import { SQLITE_NAME } from '../store/embedded.js';
+import { DEFAULT_EXACT_BELOW_SLICES, SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
@@ -137,6 +137,7 @@ export function registerIndex(program: Command): void {
       const started = performance.now();
       let summary: IndexSummary;
       let totals: { volumes: number; slices: number };
+      let annSeconds: number | undefined;
       try {
         summary = await indexVolumes(discovery.sources, {
           store,
@@ -152,6 +153,14 @@ export function registerIndex(program: Command): void {
           },
         });
         totals = store.stats();
+        // Approximate search answers exactly below this size; above it, bring the HNSW graph up to date
+        // now (only the volumes added since its last save) so that no search pays for it.
+        if (totals.slices >= DEFAULT_EXACT_BELOW_SLICES && store.buildApproximateIndex) {
+          const builtAt = performance.now();
+          if (options.progress) process.stderr.write('updating the approximate (HNSW) index…\n');
+          store.buildApproximateIndex();
+          annSeconds = (performance.now() - builtAt) / 1000;
+        }
       } finally {
         progress.stop();
         process.off('SIGINT', onSigint);
@@ -169,7 +178,7 @@ export function registerIndex(program: Command): void {
           `${summary.added} added, ${summary.unchanged} unchanged, ${summary.failed + problems.length} failed${summary.notReached ? `, ${summary.notReached} not reached (stopped)` : ''}` +
             `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}`,
           `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
-          `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}`,
+          `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}${annSeconds !== undefined ? `; HNSW index updated in ${annSeconds.toFixed(1)} s` : ''}`,
         );
         process.stdout.write(`${lines.join('\n')}\n`);
       }
