@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { embedVolume } from '../encode/embed-volume.js';
 import { DEFAULT_ENCODER, openEncoder } from '../encode/registry.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../io/niftiWriter.js';
 import { writeNpyFloat32 } from '../io/npy.js';
 import { readVolume } from '../io/read.js';
 import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
 
 /** JSON written beside the .npy: everything needed to use the vectors without mir3d. */
@@ -24,18 +25,6 @@ export interface EmbeddingsMetadata {
   sliceIndices: number[];
   zMm: number[];
 }
-
-export const positiveNumber = (label: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive number`);
-  return n;
-};
-
-export const positiveInteger = (label: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${label} must be a positive integer`);
-  return n;
-};
 
 interface EmbedCommandOptions {
   encoder: string;

@@ -5,7 +5,7 @@ import { isTumourOrgan, type TumourOrgan } from '../eval/lesions.js';
 import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
-import { positiveInteger } from './embed.js';
+import { positiveInteger } from './options.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
 

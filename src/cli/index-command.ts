@@ -12,7 +12,7 @@ import { DEFAULT_EXACT_BELOW_SLICES, SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
-import { positiveInteger, positiveNumber } from './embed.js';
+import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
 
 interface IndexCommandOptions {
@@ -28,18 +28,6 @@ interface IndexCommandOptions {
   worker?: boolean;
   json?: boolean;
   progress: boolean;
-}
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
-/** `key=value`; numbers stay numbers so label filters and metrics compare them as such. */
-export function parseLabel(text: string): [string, string | number] {
-  const at = text.indexOf('=');
-  if (at <= 0) throw new InvalidArgumentError(`label "${text}" must look like key=value`);
-  const key = text.slice(0, at).trim();
-  const raw = text.slice(at + 1).trim();
-  const number = Number(raw);
-  return [key, raw !== '' && Number.isFinite(number) ? number : raw];
 }
 
 /**

@@ -13,9 +13,8 @@ import { SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
 import { openStore } from '../store/index.js';
 import type { Store, VolumeFilter, VolumeRecord } from '../store/types.js';
-import { positiveInteger } from './embed.js';
 import { formatTable } from './format.js';
-import { parseLabel } from './index-command.js';
+import { collect, integer, parseLabel, positiveInteger } from './options.js';
 
 interface SearchCommandOptions {
   db: string;
@@ -43,8 +42,6 @@ interface SearchCommandOptions {
   pictures?: string;
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
 const method = (label: string) => (value: string): SearchMethod => {
   if (!(SEARCH_METHODS as readonly string[]).includes(value)) throw new InvalidArgumentError(`${label}: one of ${SEARCH_METHODS.join(', ')}`);
   return value as SearchMethod;
@@ -55,12 +52,6 @@ const pair = (label: string) => (value: string): [number, number] => {
   const match = /^\s*(-?[\d.]+)\s*[:,]\s*(-?[\d.]+)\s*$/.exec(value);
   if (!match) throw new InvalidArgumentError(`${label} must look like FIRST:LAST`);
   return [Number(match[1]), Number(match[2])];
-};
-
-const integer = (label: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${label} must be an integer`);
-  return n;
 };
 
 function rangeOf(options: SearchCommandOptions): QueryRangeInput {
