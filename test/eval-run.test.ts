@@ -302,6 +302,9 @@ describe('runEval end to end on phantoms in the Decathlon layout (baseline encod
     const bad = runCli(['eval', data.root, '--methods', 'nope', '--out', join(tmp, 'bad')]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /unknown method/);
+    const badRule = runCli(['eval', data.root, '--group-rule', 'paper', '--out', join(tmp, 'bad-rule')]);
+    assert.notEqual(badRule.status, 0);
+    assert.match(badRule.stderr, /--group-rule: design or 3dmir-csv/);
   });
 });
 

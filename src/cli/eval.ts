@@ -1,11 +1,11 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { isTumourOrgan, type TumourOrgan } from '../eval/lesions.js';
+import { GROUP_RULES, isTumourOrgan, type GroupRule, type TumourOrgan } from '../eval/lesions.js';
 import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
-import { positiveInteger } from './options.js';
+import { nonNegativeInteger, positiveInteger } from './options.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
 
@@ -23,6 +23,7 @@ interface EvalCommandOptions {
   maxQueries?: number;
   sharedData?: string;
   profile: string;
+  groupRule?: GroupRule;
   k?: number;
   candidates?: number;
   firstStage?: string;
@@ -35,11 +36,11 @@ interface EvalCommandOptions {
 
 const list = (text: string): string[] => text.split(',').map((s) => s.trim()).filter(Boolean);
 
-const nonNegativeInteger = (label: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${label} must be a non-negative integer`);
-  return n;
-};
+function groupRule(value: string): GroupRule {
+  const rule = GROUP_RULES.find((r) => r === value);
+  if (!rule) throw new InvalidArgumentError(`--group-rule: ${GROUP_RULES.join(' or ')}`);
+  return rule;
+}
 
 function detectKind(path: string): 'decathlon' | 'totalseg' {
   if (!existsSync(path)) throw new InvalidArgumentError(`${path}: no such folder (give a Decathlon or TotalSegmentator folder, or "devbench")`);
@@ -54,7 +55,7 @@ function datasetSpec(dataset: string, options: EvalCommandOptions): EvalDatasetS
   if (dataset === 'devbench') {
     const shared = resolve(options.sharedData ?? process.env.MIR3D_SHARED_DATA ?? '../shared/data');
     if (options.profile !== 'full' && options.profile !== 'small') throw new InvalidArgumentError('--profile: full or small');
-    return { kind: 'devbench', sharedDataDir: shared, profile: options.profile, regions: !options.skipRegions };
+    return { kind: 'devbench', sharedDataDir: shared, profile: options.profile, regions: !options.skipRegions, ...(options.groupRule ? { groupRule: options.groupRule } : {}) };
   }
   const kind = options.kind ?? detectKind(dataset);
   if (kind === 'totalseg') {
@@ -77,6 +78,7 @@ function datasetSpec(dataset: string, options: EvalCommandOptions): EvalDatasetS
     organ: options.organ as TumourOrgan | 'all',
     protocol: options.protocol,
     regions: !options.skipRegions,
+    ...(options.groupRule ? { groupRule: options.groupRule } : {}),
   };
 }
 
@@ -155,6 +157,11 @@ export function registerEval(program: Command): void {
     .option('--max-queries <n>', 'TotalSegmentator: at most this many query subjects', positiveInteger('--max-queries'))
     .option('--shared-data <dir>', 'devbench: the shared CT folder (default $MIR3D_SHARED_DATA or ../shared/data)')
     .option('--profile <p>', 'devbench: full (39 volumes) or small (11, quick)', 'full')
+    .option(
+      '--group-rule <rule>',
+      `lesion-group table for labels computed from masks: ${GROUP_RULES.join(' or ')} (default design: DESIGN.md's table; 3dmir-csv: the rule the published CSVs follow)`,
+      groupRule,
+    )
     .option('--k <n>', 'nearest slices per query slice (default 20)', positiveInteger('--k'))
     .option('--candidates <n>', 'candidates re-ranked, N (default 50)', positiveInteger('--candidates'))
     .option('--first-stage <m>', 'first stage of rerank (default slice-count)')

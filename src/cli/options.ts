@@ -14,6 +14,12 @@ export const positiveInteger = (label: string) => (value: string): number => {
   return n;
 };
 
+export const nonNegativeInteger = (label: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${label} must be a non-negative integer`);
+  return n;
+};
+
 export const integer = (label: string) => (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`${label} must be an integer`);

@@ -21,7 +21,7 @@ import { totalSegDataset, type RegionLevel } from './datasets/totalSegmentator.j
 import type { Case, RetrievalDataset, ZExtent } from './datasets/types.js';
 import { DEVBENCH_TASK_FOLDER, buildDevBenchmark, type DevBenchManifest } from './devbench.js';
 import { maskZExtent } from './extents.js';
-import { TUMOUR_ORGANS, type TumourOrgan } from './lesions.js';
+import { TUMOUR_ORGANS, type GroupRule, type TumourOrgan } from './lesions.js';
 import {
   DEFAULT_PRECISION_KS,
   DEFAULT_RECALL_KS,
@@ -102,6 +102,8 @@ export type EvalDatasetSpec =
       /** Also run organ-region queries (the organ's z-extent) where the masks label the organ; default true. */
       regions?: boolean;
       testFraction?: number;
+      /** Group table for labels computed from masks (default 'design'); the CSVs' labels are used as written. */
+      groupRule?: GroupRule;
     }
   | {
       kind: 'totalseg';
@@ -124,6 +126,8 @@ export type EvalDatasetSpec =
       matrix?: number;
       /** Liver-region queries and localization; default true. */
       regions?: boolean;
+      /** Group table for the benchmark's labels (default 'design'); fixed when the benchmark is built. */
+      groupRule?: GroupRule;
     };
 
 export interface TumourTask {
@@ -254,6 +258,9 @@ export async function prepareEvalDataset(spec: EvalDatasetSpec, outDir: string, 
       const manifestPath = join(benchDir, 'manifest.json');
       if (existsSync(manifestPath)) {
         manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as DevBenchManifest;
+        if (spec.groupRule !== undefined && manifest.groupRule !== spec.groupRule) {
+          throw new Error(`${benchDir} was built with group rule '${manifest.groupRule}', not '${spec.groupRule}': use another output folder (or remove this one) to build it again`);
+        }
         hooks.onMessage?.(`development benchmark: reusing ${benchDir} (${manifest.cases.length} volumes, profile ${manifest.profile})`);
       } else {
         hooks.onMessage?.(`development benchmark: building from ${spec.sharedDataDir} into ${benchDir}`);
@@ -261,6 +268,7 @@ export async function prepareEvalDataset(spec: EvalDatasetSpec, outDir: string, 
         manifest = await buildDevBenchmark(spec.sharedDataDir, benchDir, {
           profile: spec.profile ?? 'full',
           ...(spec.matrix ? { matrix: spec.matrix } : {}),
+          ...(spec.groupRule ? { groupRule: spec.groupRule } : {}),
           overwrite: true,
           onProgress: (m) => hooks.onProgress?.({ phase: 'build', label: 'building devbench', done: 0, total: 0, detail: m }),
         });
@@ -311,7 +319,7 @@ export async function prepareEvalDataset(spec: EvalDatasetSpec, outDir: string, 
           ? TUMOUR_ORGANS.filter((o) => hasThreeDMirFiles(spec.labelsDir!, o))
           : [...new Set((await findDecathlonTasks(spec.root)).map((t) => t.organ))].filter((o): o is TumourOrgan => (TUMOUR_ORGANS as readonly string[]).includes(o));
     if (organs.length === 0) throw new Error(`no organ to evaluate under ${spec.root}${spec.labelsDir ? ` with the CSVs in ${spec.labelsDir}` : ''}`);
-    const options = { root: spec.root, ...(spec.labelsDir ? { csvDir: spec.labelsDir } : {}), ...(spec.testFraction !== undefined ? { testFraction: spec.testFraction } : {}) };
+    const options = { root: spec.root, ...(spec.labelsDir ? { csvDir: spec.labelsDir } : {}), ...(spec.testFraction !== undefined ? { testFraction: spec.testFraction } : {}), ...(spec.groupRule ? { groupRule: spec.groupRule } : {}) };
     let tumourTasks: TumourTask[];
     if (protocol === 'cmir') {
       if (!spec.labelsDir) throw new Error('the C-MIR mixed archive needs the 3D-MIR CSVs (--labels-dir)');
