@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { openStore, POOLINGS, poolVectors, StoreError, type Store, type VolumeFilter } from '../src/store/index.js';
+import { AnnIndex } from '../src/store/ann.js';
+import { HnswIndex } from '../src/store/usearch.js';
 import { crashVolume, CRASH_ENCODER_ID } from './helpers/storeCrashVolumes.js';
 import { bruteForceTopK, randomUnitRows, rng, SliceLikeGenerator, testVolume, type TestVolume } from './helpers/vectors.js';
 
@@ -270,6 +272,33 @@ describe('embedded store: exact search', () => {
   });
 });
 
+test('HNSW keys: contiguous ranges per volume, resolved back to (volume, slice) after removals and a reload', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mir3d-ann-keys-'));
+  const dim = 8;
+  const rowsOf = (n: number, seed: number): Float32Array => randomUnitRows(n, dim, seed);
+  const ann = new AnnIndex(new HnswIndex({ dim, connectivity: 8, expansionAdd: 32 }), 'enc');
+  ann.addVolumes([{ key: 7, vectors: rowsOf(3, 1) }, { key: 2, vectors: rowsOf(4, 2) }], 1);
+  ann.addVolumes([{ key: 9, vectors: rowsOf(2, 3) }], 1);
+  assert.ok(ann.removeVolume(2));
+  ann.addVolumes([{ key: 2, vectors: rowsOf(5, 4) }], 1); // re-added: a fresh range, the old one stays unused
+  const expected = { 0: [7, 0], 2: [7, 2], 3: [-1, -1], 6: [-1, -1], 7: [9, 0], 8: [9, 1], 9: [2, 0], 13: [2, 4], 14: [-1, -1], [2 ** 40]: [-1, -1] };
+  const check = (index: AnnIndex): void => {
+    const keys = new BigUint64Array(Object.keys(expected).map((k) => BigInt(k)));
+    const { volumeKeys, ordinals } = index.resolve(keys);
+    Object.values(expected).forEach(([volume, ordinal], i) => assert.deepEqual([volumeKeys[i], ordinals[i]], [volume, ordinal], `key ${keys[i]}`));
+    // A vector's own key is its nearest neighbour.
+    const query = rowsOf(5, 4).subarray(4 * dim, 5 * dim);
+    const found = index.search(query, 1, 1, 16);
+    assert.equal(found.keys[0], 13n);
+  };
+  check(ann);
+  ann.save(dir);
+  const loaded = AnnIndex.load(dir, 'enc', { dim, connectivity: 8, expansionAdd: 32 });
+  assert.ok('index' in loaded, 'problem' in loaded ? loaded.problem : '');
+  check(loaded.index);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 describe('embedded store: approximate search (HNSW)', () => {
   const dim = 64;
   const generator = new SliceLikeGenerator(dim, 300, 5);
@@ -295,7 +324,7 @@ describe('embedded store: approximate search (HNSW)', () => {
     const dir = tempDir();
     const store = openStore(dir, { encoderId: ENCODER, dim, exactBelowSlices: 0 });
     for (const v of sliceLikeVolumes(0, 40)) store.addVolume(v.record, v.vectors, ENCODER);
-    const report = store.buildApproximateIndex!();
+    const report = await store.buildApproximateIndex!();
     assert.equal(report.rebuilt, true);
     assert.equal(report.added, 40);
     assert.equal(report.slices, 12000);
@@ -317,11 +346,68 @@ describe('embedded store: approximate search (HNSW)', () => {
     store.close();
   });
 
+  test('calibration: the narrowest ef reaching the target recall, kept in the sidecar, measured again when asked for more or when the graph grows', async () => {
+    const dir = tempDir();
+    let store = openStore(dir, { encoderId: ENCODER, dim, exactBelowSlices: 0 });
+    for (const v of sliceLikeVolumes(0, 40)) store.addVolume(v.record, v.vectors, ENCODER);
+    const first = (await store.buildApproximateIndex!()).calibration!;
+    assert.ok(first, 'a searched-approximately index is calibrated');
+    assert.equal(first.reached, true);
+    assert.ok(first.recall >= 0.95 && first.recall <= 1);
+    assert.equal(first.ladder[first.ladder.length - 1].ef, first.ef);
+    first.ladder.slice(0, -1).forEach((step) => assert.ok(step.recall < 0.95, `ef ${step.ef} already reached ${step.recall}`));
+    assert.ok(first.ladder.every((step, i) => i === 0 || step.ef > first.ladder[i - 1].ef));
+    assert.equal(first.slices, 12000);
+    assert.equal(first.queries, 25 * 8);
+    assert.equal(first.sample, 'held-out volumes', 'a build holds some new volumes out as unseen queries');
+    // What the calibration promises holds, on average, for queries from outside the index (ten unseen
+    // volumes, 20 slices each; a single volume varies more than the mean the calibration estimates).
+    const query = new Float32Array(10 * 20 * dim);
+    for (let v = 0; v < 10; v++) {
+      const rows = generator.volume(2000 + v);
+      for (let i = 0; i < 20; i++) query.set(rows.subarray(i * 15 * dim, (i * 15 + 1) * dim), (v * 20 + i) * dim);
+    }
+    const exact = await store.searchSlices(query, { k: 20, mode: 'exact' });
+    const approx = await store.searchSlices(query, { k: 20, mode: 'approximate' });
+    assert.ok(recall(exact, approx) >= 0.9, `recall@20 ${recall(exact, approx)} at ef ${first.ef}`);
+    store.close();
+
+    // Reopened: the sidecar's calibration is used as it is (no new measurement).
+    store = openStore(dir, { encoderId: ENCODER, exactBelowSlices: 0 });
+    await store.searchSlices(query.subarray(0, dim), { k: 5, mode: 'approximate' });
+    assert.deepEqual(store.info!().approximateIndex?.calibration, first);
+    store.close();
+
+    // A stricter target measures again and can only widen the search.
+    store = openStore(dir, { encoderId: ENCODER, exactBelowSlices: 0, hnsw: { targetRecall: 0.999 } });
+    const strict = (await store.buildApproximateIndex!()).calibration!;
+    assert.equal(strict.targetRecall, 0.999);
+    assert.equal(strict.sample, 'indexed slices, own volume excluded', 'nothing new to hold out');
+    assert.ok(strict.ef >= first.ef);
+    store.close();
+
+    // Growing the graph by a quarter makes its calibration stale.
+    store = openStore(dir, { encoderId: ENCODER, exactBelowSlices: 0, hnsw: { targetRecall: 0.999 } });
+    for (const v of sliceLikeVolumes(40, 50)) store.addVolume(v.record, v.vectors, ENCODER);
+    const grown = (await store.buildApproximateIndex!()).calibration!;
+    assert.equal(grown.slices, 15000);
+    assert.equal(grown.sample, 'held-out volumes');
+    assert.equal(store.stats().slices, 15000);
+    assert.equal(store.info!().approximateIndex?.slices, 15000, 'held-out volumes are in the graph afterwards');
+    store.close();
+
+    // Below the exact threshold searches are exact, and nothing is calibrated.
+    const small = openStore(tempDir(), { encoderId: ENCODER, dim });
+    for (const v of sliceLikeVolumes(0, 3)) small.addVolume(v.record, v.vectors, ENCODER);
+    assert.equal((await small.buildApproximateIndex!()).calibration, undefined);
+    small.close();
+  });
+
   test('a stale HNSW file is repaired on use: missing volumes added, deleted ones removed; a damaged one is rebuilt', async () => {
     const dir = tempDir();
     let store = openStore(dir, { encoderId: ENCODER, dim });
     for (const v of sliceLikeVolumes(0, 12)) store.addVolume(v.record, v.vectors, ENCODER);
-    store.buildApproximateIndex!();
+    await store.buildApproximateIndex!();
     store.close();
     const sidecar = (): { volumes: unknown[]; file: string } => JSON.parse(readFileSync(join(dir, 'ann.json'), 'utf8')) as { volumes: unknown[]; file: string };
     assert.equal(sidecar().volumes.length, 12);
@@ -357,7 +443,7 @@ describe('embedded store: approximate search (HNSW)', () => {
     const annFile = join(dir, sidecar().file);
     truncateSync(annFile, 10);
     store = openStore(dir, { encoderId: ENCODER });
-    let report = store.buildApproximateIndex!();
+    let report = await store.buildApproximateIndex!();
     assert.equal(report.rebuilt, true);
     assert.match(report.reason ?? '', /length/);
     assert.equal(report.slices, 14 * 300);
@@ -367,7 +453,7 @@ describe('embedded store: approximate search (HNSW)', () => {
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
     writeFileSync(second, bytes);
     store = openStore(dir, { encoderId: ENCODER });
-    report = store.buildApproximateIndex!();
+    report = await store.buildApproximateIndex!();
     assert.equal(report.rebuilt, true);
     assert.match(report.reason ?? '', /checksum/);
     store.close();
@@ -377,7 +463,7 @@ describe('embedded store: approximate search (HNSW)', () => {
     // Deleting over 30 % of the graph's slices makes the next sync rebuild it rather than keep tombstones.
     store = openStore(dir, { encoderId: ENCODER });
     for (const id of ['vol-s0', 'vol-s1', 'vol-s2', 'vol-s4', 'vol-s5']) store.removeVolume(id);
-    report = store.buildApproximateIndex!();
+    report = await store.buildApproximateIndex!();
     assert.equal(report.rebuilt, true);
     assert.match(report.reason ?? '', /1500 of its 4200 slices were deleted/);
     assert.equal(report.slices, 9 * 300);
@@ -438,7 +524,7 @@ describe('embedded store: crash safety', () => {
     }
     if (records.length > 0) {
       // The HNSW file may have been cut off mid-save or be behind: it must still load or rebuild and answer.
-      store.buildApproximateIndex!();
+      await store.buildApproximateIndex!();
       const last = vectors.get(records[records.length - 1].volumeId)!;
       const hits = await store.searchSlices(last.vectors.subarray(0, dim), { k: 3, mode: 'approximate' });
       assert.equal(hits[0][0].volumeId, records[records.length - 1].volumeId);

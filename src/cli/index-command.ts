@@ -11,7 +11,7 @@ import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/i
 import { DEFAULT_EXACT_BELOW_SLICES, SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
 import { openStore } from '../store/index.js';
-import type { Store } from '../store/types.js';
+import type { ApproximateIndexCalibration, ApproximateIndexReport, Store } from '../store/types.js';
 import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
 
@@ -126,6 +126,7 @@ export function registerIndex(program: Command): void {
       let summary: IndexSummary;
       let totals: { volumes: number; slices: number };
       let annSeconds: number | undefined;
+      let ann: ApproximateIndexReport | undefined;
       try {
         summary = await indexVolumes(discovery.sources, {
           store,
@@ -146,7 +147,7 @@ export function registerIndex(program: Command): void {
         if (totals.slices >= DEFAULT_EXACT_BELOW_SLICES && store.buildApproximateIndex) {
           const builtAt = performance.now();
           if (options.progress) process.stderr.write('updating the approximate (HNSW) index…\n');
-          store.buildApproximateIndex();
+          ann = await store.buildApproximateIndex();
           annSeconds = (performance.now() - builtAt) / 1000;
         }
       } finally {
@@ -157,7 +158,7 @@ export function registerIndex(program: Command): void {
       }
       const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, index: totals }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
       } else {
         const lines = summary.outcomes.map(outcomeLine);
         for (const p of problems) lines.push(`  failed     ${p.path}: ${p.reason}`);
@@ -167,9 +168,16 @@ export function registerIndex(program: Command): void {
             `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}`,
           `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
           `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}${annSeconds !== undefined ? `; HNSW index updated in ${annSeconds.toFixed(1)} s` : ''}`,
+          ...(ann?.calibration ? [calibrationLine(ann.calibration)] : []),
         );
         process.stdout.write(`${lines.join('\n')}\n`);
       }
       if (summary.failed + problems.length > 0 || summary.notReached > 0) process.exitCode = 1;
     });
+}
+
+function calibrationLine(c: ApproximateIndexCalibration): string {
+  const speed = c.exactMsPerQuery / Math.max(c.approximateMsPerQuery, 1e-9);
+  const verdict = c.reached ? '' : ` (target ${c.targetRecall} not reached at the widest ef tried)`;
+  return `approximate search: ef ${c.ef}, recall@${c.k} ${c.recall.toFixed(3)} against exact on ${c.queries} sampled slices, ${speed.toFixed(1)}× faster${verdict}`;
 }

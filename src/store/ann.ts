@@ -14,25 +14,32 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
+import type { ApproximateIndexCalibration as AnnCalibration } from './types.js';
 import { HnswIndex, type HnswConfig, type HnswResult } from './usearch.js';
 
 export const SIDECAR_NAME = 'ann.json';
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
+/** Relative change in graph size after which a calibration is measured again. */
+export const CALIBRATION_DRIFT = 0.1;
 
-/** Slice keys: volume key × 2^20 + slice ordinal. A volume may have up to 2^20 slices. */
-export const ORDINAL_BITS = 20n;
+/** A sanity bound on one volume's slice count (the store refuses more). */
 export const MAX_SLICES_PER_VOLUME = 1 << 20;
-const ORDINAL_MASK = (1n << ORDINAL_BITS) - 1n;
 
-export function sliceKeys(volumeKey: number, rows: number): BigUint64Array {
+/**
+ * usearch keys: each volume gets a contiguous range [base, base + slices), bases handed out from a counter
+ * that only grows (a removed volume's range is never reused). Dense, sequential keys matter: usearch hashes
+ * keys with the identity into a power-of-two table, and the earlier `volume × 2^20 + slice` keys shared
+ * their low bits across volumes, which made building 1M slices 4× slower than with dense keys (measured).
+ */
+function rangeKeys(base: number, rows: number): BigUint64Array {
   const keys = new BigUint64Array(rows);
-  const base = BigInt(volumeKey) << ORDINAL_BITS;
-  for (let i = 0; i < rows; i++) keys[i] = base + BigInt(i);
+  const words = new Uint32Array(keys.buffer);
+  for (let i = 0; i < rows; i++) {
+    const key = base + i;
+    words[2 * i] = key % 4294967296;
+    words[2 * i + 1] = Math.floor(key / 4294967296);
+  }
   return keys;
-}
-
-export function splitSliceKey(key: bigint): { volumeKey: number; ordinal: number } {
-  return { volumeKey: Number(key >> ORDINAL_BITS), ordinal: Number(key & ORDINAL_MASK) };
 }
 
 interface Sidecar {
@@ -43,23 +50,36 @@ interface Sidecar {
   encoderId: string;
   dim: number;
   metric: 'ip';
-  quantization: 'f32';
+  quantization: 'f16';
   connectivity: number;
   expansionAdd: number;
-  /** [volume key, slice count] of every volume the file holds. */
-  volumes: Array<[number, number]>;
+  /** [volume key, slice count, first usearch key] of every volume the file holds. */
+  volumes: Array<[number, number, number]>;
+  /** The next volume's first usearch key. */
+  nextKey: number;
   /** Slices removed since the last full build (usearch keeps them as tombstones in the graph). */
   removedSlices: number;
   savedAt: string;
+  calibration?: AnnCalibration;
 }
 
 export class AnnIndex {
   /** Volume key → slice count of every volume in the graph. */
   readonly contents = new Map<number, number>();
+  /** Volume key → its first usearch key. */
+  private readonly bases = new Map<number, number>();
+  private nextKey = 0;
+  /** Bases in ascending order with their volume keys, for resolving search results; rebuilt after changes. */
+  private lookup: { bases: Float64Array; volumeKeys: Float64Array } | undefined;
   removedSlices = 0;
-  /** Differs from what the sidecar describes. */
+  /** The graph differs from the file the sidecar names. */
   dirty = true;
   private savedFile: string | undefined;
+  private savedFileBytes = 0;
+  private savedCrc32 = 0;
+  private calibrationValue: AnnCalibration | undefined;
+  /** The calibration changed since the sidecar was written (the graph file need not be rewritten). */
+  private calibrationDirty = false;
 
   constructor(
     readonly hnsw: HnswIndex,
@@ -77,45 +97,112 @@ export class AnnIndex {
     if (fresh.length === 0) return;
     let rows = 0;
     for (const v of fresh) rows += v.vectors.length / dim;
-    const keys = new BigUint64Array(rows);
+    const keys = rangeKeys(this.nextKey, rows);
     const matrix = fresh.length === 1 ? fresh[0].vectors : new Float32Array(rows * dim);
     let row = 0;
     for (const v of fresh) {
       const n = v.vectors.length / dim;
-      keys.set(sliceKeys(v.key, n), row);
       if (matrix !== v.vectors) matrix.set(v.vectors, row * dim);
-      row += n;
       this.contents.set(v.key, n);
+      this.bases.set(v.key, this.nextKey + row);
+      row += n;
     }
     this.hnsw.add(keys, matrix, threads);
+    this.nextKey += rows;
+    this.lookup = undefined;
     this.dirty = true;
   }
 
   removeVolume(key: number): boolean {
     const rows = this.contents.get(key);
-    if (rows === undefined) return false;
-    this.hnsw.remove(sliceKeys(key, rows));
+    const base = this.bases.get(key);
+    if (rows === undefined || base === undefined) return false;
+    this.hnsw.remove(rangeKeys(base, rows));
     this.contents.delete(key);
+    this.bases.delete(key);
+    this.lookup = undefined;
     this.removedSlices += rows;
     this.dirty = true;
     return true;
   }
 
-  search(queries: Float32Array, k: number, threads: number): HnswResult {
-    return this.hnsw.search(queries, k, threads);
+  /**
+   * (volume key, slice ordinal) of every usearch key of a search result; volume key −1 for a key no volume
+   * holds. Keys stay below 2^53, so their two little-endian 32-bit words give each one exactly as a double,
+   * without BigInt arithmetic (which allocates per operation; the store refuses big-endian machines).
+   */
+  resolve(keys: BigUint64Array): { volumeKeys: Float64Array; ordinals: Int32Array } {
+    if (!this.lookup) {
+      const sorted = [...this.bases.entries()].sort((a, b) => a[1] - b[1]);
+      this.lookup = { bases: Float64Array.from(sorted, (e) => e[1]), volumeKeys: Float64Array.from(sorted, (e) => e[0]) };
+    }
+    const { bases, volumeKeys: owners } = this.lookup;
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const volumeKeys = new Float64Array(keys.length);
+    const ordinals = new Int32Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const key = words[2 * i + 1] * 4294967296 + words[2 * i];
+      // The last base ≤ key.
+      let lo = 0;
+      let hi = bases.length - 1;
+      let at = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (bases[mid] <= key) {
+          at = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      const volumeKey = at < 0 ? -1 : owners[at];
+      const ordinal = at < 0 ? -1 : key - bases[at];
+      const inside = volumeKey >= 0 && ordinal < this.contents.get(volumeKey)!;
+      volumeKeys[i] = inside ? volumeKey : -1;
+      ordinals[i] = inside ? ordinal : -1;
+    }
+    return { volumeKeys, ordinals };
   }
 
-  /** Writes the graph and its sidecar atomically (see the file comment); a no-op when nothing changed. */
+  search(queries: Float32Array, k: number, threads: number, ef?: number): HnswResult {
+    return this.hnsw.search(queries, k, threads, ef);
+  }
+
+  /** The last calibration, while it still describes this graph: measured on a graph within
+   * CALIBRATION_DRIFT of today's size (a few volumes more or less do not change how wide a search must be). */
+  get calibration(): AnnCalibration | undefined {
+    return this.calibrationFor(this.liveSlices);
+  }
+
+  /** The calibration if it would still hold for a graph of `slices` slices (and was made for `targetRecall`). */
+  calibrationFor(slices: number, targetRecall?: number): AnnCalibration | undefined {
+    const c = this.calibrationValue;
+    if (!c || (targetRecall !== undefined && c.targetRecall !== targetRecall)) return undefined;
+    return Math.abs(slices - c.slices) <= CALIBRATION_DRIFT * c.slices ? c : undefined;
+  }
+
+  set calibration(value: AnnCalibration | undefined) {
+    this.calibrationValue = value;
+    this.calibrationDirty = true;
+  }
+
+  /** Writes the graph (when it changed) and its sidecar atomically (see the file comment); a no-op when
+   * nothing changed. */
   save(dir: string): void {
-    if (!this.dirty) return;
+    if (!this.dirty && !this.calibrationDirty) return;
     const token = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
-    const file = `ann-${token}.usearch`;
-    const temp = join(dir, `${file}.tmp`);
-    this.hnsw.save(temp);
-    fsyncPath(temp);
-    const fileBytes = statSync(temp).size;
-    const crc32 = fileCrc32(temp);
-    renameSync(temp, join(dir, file));
+    let file = this.savedFile;
+    let fileBytes = this.savedFileBytes;
+    let crc32 = this.savedCrc32;
+    if (this.dirty || file === undefined) {
+      file = `ann-${token}.usearch`;
+      const temp = join(dir, `${file}.tmp`);
+      this.hnsw.save(temp);
+      fsyncPath(temp);
+      fileBytes = statSync(temp).size;
+      crc32 = fileCrc32(temp);
+      renameSync(temp, join(dir, file));
+    }
     const sidecar: Sidecar = {
       formatVersion: FORMAT_VERSION,
       file,
@@ -124,12 +211,14 @@ export class AnnIndex {
       encoderId: this.encoderId,
       dim: this.hnsw.config.dim,
       metric: 'ip',
-      quantization: 'f32',
+      quantization: 'f16',
       connectivity: this.hnsw.config.connectivity,
       expansionAdd: this.hnsw.config.expansionAdd,
-      volumes: [...this.contents.entries()],
+      volumes: [...this.contents.entries()].map(([key, rows]) => [key, rows, this.bases.get(key)!]),
+      nextKey: this.nextKey,
       removedSlices: this.removedSlices,
       savedAt: new Date().toISOString(),
+      ...(this.calibrationValue ? { calibration: this.calibrationValue } : {}),
     };
     // The file the sidecar names now: ours from the last save, or one loaded or left by another run.
     const previous = this.savedFile ?? sidecarFile(dir);
@@ -139,7 +228,10 @@ export class AnnIndex {
     renameSync(sidecarTemp, join(dir, SIDECAR_NAME));
     fsyncPath(dir);
     this.savedFile = file;
+    this.savedFileBytes = fileBytes;
+    this.savedCrc32 = crc32;
     this.dirty = false;
+    this.calibrationDirty = false;
     if (previous && previous !== file) tryUnlink(join(dir, previous));
   }
 
@@ -156,11 +248,11 @@ export class AnnIndex {
     } catch (cause) {
       return { problem: `unreadable ${SIDECAR_NAME} (${cause instanceof Error ? cause.message : String(cause)})` };
     }
-    if (sidecar.formatVersion !== FORMAT_VERSION || typeof sidecar.file !== 'string' || !Array.isArray(sidecar.volumes)) {
+    if (sidecar.formatVersion !== FORMAT_VERSION || typeof sidecar.file !== 'string' || !Array.isArray(sidecar.volumes) || !Number.isSafeInteger(sidecar.nextKey)) {
       return { problem: `${SIDECAR_NAME} has an unknown format` };
     }
     if (sidecar.encoderId !== encoderId || sidecar.dim !== config.dim) return { problem: 'approximate index was built for another encoder' };
-    if (sidecar.connectivity !== config.connectivity || sidecar.expansionAdd !== config.expansionAdd || sidecar.quantization !== 'f32') {
+    if (sidecar.connectivity !== config.connectivity || sidecar.expansionAdd !== config.expansionAdd || sidecar.quantization !== 'f16') {
       return { problem: 'HNSW parameters changed' };
     }
     if (!/^ann-[A-Za-z0-9-]+\.usearch$/.test(sidecar.file)) return { problem: `${SIDECAR_NAME} names an unexpected file` };
@@ -176,13 +268,18 @@ export class AnnIndex {
     }
     const index = new AnnIndex(hnsw, encoderId);
     let slices = 0;
-    for (const [key, rows] of sidecar.volumes) {
+    for (const [key, rows, base] of sidecar.volumes) {
       index.contents.set(key, rows);
+      index.bases.set(key, base);
       slices += rows;
     }
+    index.nextKey = sidecar.nextKey;
     if (hnsw.size !== slices) return { problem: `${sidecar.file} holds ${hnsw.size} vectors, its sidecar says ${slices}` };
     index.removedSlices = sidecar.removedSlices ?? 0;
     index.savedFile = sidecar.file;
+    index.savedFileBytes = sidecar.fileBytes;
+    index.savedCrc32 = sidecar.crc32;
+    if (sidecar.calibration && Number.isInteger(sidecar.calibration.ef) && sidecar.calibration.ef > 0) index.calibrationValue = sidecar.calibration;
     index.dirty = false;
     return { index };
   }

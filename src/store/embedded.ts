@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { exactTopK, type RowBlock } from '../compute/topk.js';
 import { computeSessions, type ComputeOptions, type ComputeProvider } from '../compute/runtime.js';
-import { AnnIndex, MAX_SLICES_PER_VOLUME, splitSliceKey } from './ann.js';
+import { AnnIndex, MAX_SLICES_PER_VOLUME } from './ann.js';
 import { StoreError } from './errors.js';
 import { compileFilter, isEmptyFilter, type VolumePredicate } from './filter.js';
 import { poolAll } from './pooling.js';
@@ -25,6 +25,7 @@ import { assertLittleEndian, blobOf, CREATE_TABLES, float32Of, float64Of, int32O
 import { DEFAULT_BLOCK_BYTES, SliceMatrix } from './slice-matrix.js';
 import {
   POOLINGS,
+  type ApproximateIndexCalibration,
   type ApproximateIndexReport,
   type Pooling,
   type SliceHit,
@@ -45,9 +46,12 @@ export interface HnswOptions {
   connectivity?: number;
   /** ef_construction. Default 128. */
   expansionAdd?: number;
-  /** ef_search. Default 256. recall@20 against exact on slice-like 512-d rows (bench:search): 1.000 at 100k
-   * and 0.995 at 1M (163 ms per 100 queries); ef 128 gives 1.000 and 0.934 (54 ms). */
+  /** A fixed ef_search. Default: the calibrated one (see targetRecall), or 256 before the first
+   * calibration. How much recall a given ef buys depends on the data and the archive's size (slice-like
+   * rows, bench:search: ef 32 gives 0.95 at 100k × 1280 but ef 256 is needed for 0.99 at 1M × 512). */
   expansionSearch?: number;
+  /** recall@20 the calibration aims for when it picks ef_search (buildApproximateIndex). Default 0.95. */
+  targetRecall?: number;
 }
 
 export interface OpenStoreOptions {
@@ -78,6 +82,16 @@ const ANN_MIN_ALLOWED_FRACTION = 0.05;
 const ANN_REBUILD_REMOVED_FRACTION = 0.3;
 /** Rows per usearch add call when (re)building: large enough for its threads, small enough for memory. */
 const ANN_ADD_BATCH_ROWS = 65536;
+/** ef_search of a graph that has not been calibrated yet: wide enough for recall ≥ 0.99 on every
+ * slice-like case of bench:search. */
+const UNCALIBRATED_EF = 256;
+const DEFAULT_TARGET_RECALL = 0.95;
+/** Calibration widths, narrowest first. */
+const EF_LADDER = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];
+const CALIBRATION_K = 20;
+/** Calibration sample: this many volumes spread over the index, this many slices spread over each. */
+const CALIBRATION_VOLUMES = 25;
+const CALIBRATION_SLICES_PER_VOLUME = 8;
 /** Slice vectors must be unit length (similarity = inner product); float32 rounding stays far below this. */
 const UNIT_NORM_TOLERANCE = 1e-3;
 
@@ -208,7 +222,6 @@ export class EmbeddedStore implements Store {
       dim,
       connectivity: options.hnsw?.connectivity ?? 16,
       expansionAdd: options.hnsw?.expansionAdd ?? 128,
-      expansionSearch: options.hnsw?.expansionSearch ?? 256,
     };
     this.statements = prepareStatements(db);
     this.dataVersion = this.readDataVersion();
@@ -377,11 +390,148 @@ export class EmbeddedStore implements Store {
    * Brings the HNSW index up to date with the volumes (adds missing ones, removes deleted ones, rebuilds
    * it when unreadable, built for other parameters or full of tombstones) and saves it when writable.
    */
-  buildApproximateIndex(): ApproximateIndexReport {
+  async buildApproximateIndex(): Promise<ApproximateIndexReport> {
     this.refresh();
-    const report = this.ensureAnn();
-    if (!this.readOnly) this.ann!.save(this.dir);
+    const target = this.options.hnsw?.targetRecall ?? DEFAULT_TARGET_RECALL;
+    const needed = this.sliceTotal >= (this.options.exactBelowSlices ?? DEFAULT_EXACT_BELOW_SLICES);
+    let heldOut: number[] = [];
+    const report = this.ensureAnn((missing, ann) => {
+      if (!needed) return new Set();
+      const slicesAfter = ann.liveSlices + missing.reduce((n, key) => n + this.entries.get(key)!.record.sliceCount, 0);
+      if (ann.calibrationFor(slicesAfter, target)) return new Set();
+      heldOut = this.chooseHeldOut(missing);
+      return new Set(heldOut);
+    });
+    const ann = this.ann!;
+    if (needed && (heldOut.length > 0 || !ann.calibrationFor(ann.liveSlices, target))) {
+      ann.calibration = await this.calibrateAnn(ann, target, heldOut);
+    }
+    if (ann.calibration) report.calibration = ann.calibration;
+    report.slices = ann.liveSlices;
+    if (!this.readOnly) ann.save(this.dir);
+    this.lastAnnReport = report;
     return report;
+  }
+
+  /**
+   * Volumes to keep out of the graph while it is calibrated, so that their slices are queries the graph has
+   * never seen, like a new patient's: spread over the ones being added, at most a tenth of their slices.
+   */
+  private chooseHeldOut(missing: number[]): number[] {
+    if (missing.length < 2 || this.entries.size < 2) return [];
+    const budget = 0.1 * missing.reduce((n, key) => n + this.entries.get(key)!.record.sliceCount, 0);
+    const held: number[] = [];
+    let slices = 0;
+    for (const key of this.spreadSample(missing)) {
+      const count = this.entries.get(key)!.record.sliceCount;
+      if (held.length > 0 && slices + count > budget) break;
+      held.push(key);
+      slices += count;
+    }
+    // Never hold out everything the graph would hold.
+    return held.length < missing.length ? held : held.slice(0, -1);
+  }
+
+  /** The ef searches use: the user's, else the calibrated one, else a wide default. */
+  private efSearch(ann: AnnIndex): number {
+    return this.options.hnsw?.expansionSearch ?? ann.calibration?.ef ?? UNCALIBRATED_EF;
+  }
+
+  /**
+   * Measures recall@20 of the graph against exact search for widening ef until the target is reached.
+   * Queries are slices of the held-out volumes, which the graph has not seen (they are added afterwards);
+   * without any (nothing new to add), slices of indexed volumes, each excluding its own volume, whose
+   * near-duplicate slices would otherwise make the task easy (this side errs towards a wider ef). Loads the
+   * exact matrix: this runs at index time.
+   */
+  private async calibrateAnn(ann: AnnIndex, targetRecall: number, heldOut: number[]): Promise<ApproximateIndexCalibration> {
+    const matrix = this.ensureMatrix();
+    const sampleFrom = heldOut.length > 0 ? heldOut : this.spreadSample([...ann.contents.keys()].filter((key) => this.entries.has(key)).sort((a, b) => a - b));
+    const excludeOwn = heldOut.length === 0 && ann.contents.size > 1;
+    const perVolume = Math.max(1, Math.ceil((CALIBRATION_VOLUMES * CALIBRATION_SLICES_PER_VOLUME) / sampleFrom.length));
+    const sampled: Array<{ key: number; queries: Float32Array }> = [];
+    for (const key of sampleFrom) {
+      const rows = matrix.view(key);
+      if (!rows) continue;
+      const count = rows.length / this.dim;
+      const take = Math.min(perVolume, count);
+      const queries = new Float32Array(take * this.dim);
+      for (let i = 0; i < take; i++) {
+        const row = Math.floor(((i + 0.5) * count) / take);
+        queries.set(rows.subarray(row * this.dim, (row + 1) * this.dim), i * this.dim);
+      }
+      sampled.push({ key, queries });
+    }
+    const k = CALIBRATION_K;
+    const truth: Array<Set<string>> = [];
+    const owner: number[] = [];
+    const inGraph = (record: VolumeRecord): boolean => ann.contents.has(this.keyByVolumeId.get(record.volumeId)!);
+    const tExact = performance.now();
+    for (const { key, queries } of sampled) {
+      const allowed: VolumePredicate = excludeOwn ? (record) => inGraph(record) && this.keyByVolumeId.get(record.volumeId) !== key : inGraph;
+      for (const list of await this.exactSearch(matrix, queries, k, allowed, true)) {
+        truth.push(new Set(list.map((h) => `${h.key}:${h.ordinal}`)));
+        owner.push(key);
+      }
+    }
+    const exactMs = performance.now() - tExact;
+    const queries = new Float32Array(owner.length * this.dim);
+    let offset = 0;
+    for (const s of sampled) {
+      queries.set(s.queries, offset);
+      offset += s.queries.length;
+    }
+    const ladder: ApproximateIndexCalibration['ladder'] = [];
+    for (const ef of EF_LADDER) {
+      // ef results, not k: the own volume's slices, skipped below, must not shrink the search.
+      const t = performance.now();
+      const found = ann.search(queries, excludeOwn ? Math.max(ef, k) : k, this.threads, ef);
+      const ms = performance.now() - t;
+      const { volumeKeys, ordinals } = ann.resolve(found.keys);
+      let hitCount = 0;
+      let wanted = 0;
+      for (let q = 0; q < owner.length; q++) {
+        wanted += truth[q].size;
+        let taken = 0;
+        for (let i = 0; i < found.counts[q] && taken < truth[q].size; i++) {
+          const volumeKey = volumeKeys[q * found.k + i];
+          const ordinal = ordinals[q * found.k + i];
+          if (excludeOwn && volumeKey === owner[q]) continue;
+          taken++;
+          if (truth[q].has(`${volumeKey}:${ordinal}`)) hitCount++;
+        }
+      }
+      ladder.push({ ef, recall: wanted === 0 ? 1 : hitCount / wanted, msPerQuery: ms / Math.max(1, owner.length) });
+      if (ladder[ladder.length - 1].recall >= targetRecall || ef >= ann.liveSlices) break;
+    }
+    if (heldOut.length > 0) {
+      ann.addVolumes(heldOut.flatMap((key) => {
+        const vectors = matrix.view(key);
+        return vectors ? [{ key, vectors }] : [];
+      }), this.threads);
+    }
+    const chosen = ladder[ladder.length - 1];
+    return {
+      ef: chosen.ef,
+      recall: chosen.recall,
+      targetRecall,
+      reached: chosen.recall >= targetRecall,
+      k,
+      queries: owner.length,
+      sample: heldOut.length > 0 ? 'held-out volumes' : excludeOwn ? 'indexed slices, own volume excluded' : 'indexed slices',
+      slices: ann.liveSlices,
+      exactMsPerQuery: exactMs / Math.max(1, owner.length),
+      approximateMsPerQuery: chosen.msPerQuery,
+      ladder,
+    };
+  }
+
+  /** Up to CALIBRATION_VOLUMES keys spread evenly over `keys`. */
+  private spreadSample(keys: number[]): number[] {
+    const step = Math.max(1, keys.length / CALIBRATION_VOLUMES);
+    const out: number[] = [];
+    for (let i = 0; i < CALIBRATION_VOLUMES && Math.floor(i * step) < keys.length; i++) out.push(keys[Math.floor(i * step)]);
+    return out;
   }
 
   close(): void {
@@ -478,17 +628,18 @@ export class EmbeddedStore implements Store {
       }
     }
     const fetch = Math.min(Math.max(1, ann.liveSlices), filtered ? ANN_OVERFETCH * k : k);
-    const found = ann.search(queries, fetch, this.threads);
+    const found = ann.search(queries, fetch, this.threads, this.efSearch(ann));
     const hits: Hit[][] = [];
     const short: number[] = [];
     const want = Math.min(k, allowedSlices);
+    const { volumeKeys, ordinals } = ann.resolve(found.keys);
     for (let q = 0; q < queryCount; q++) {
       const list: Hit[] = [];
       for (let i = 0; i < found.counts[q] && list.length < k; i++) {
-        const { volumeKey, ordinal } = splitSliceKey(found.keys[q * found.k + i]);
-        const entry = this.entries.get(volumeKey);
+        const slot = q * found.k + i;
+        const entry = this.entries.get(volumeKeys[slot]);
         if (!entry || !allowed(entry.record)) continue;
-        list.push({ key: volumeKey, ordinal, similarity: 1 - found.distances[q * found.k + i] });
+        list.push({ key: volumeKeys[slot], ordinal: ordinals[slot], similarity: 1 - found.distances[slot] });
       }
       if (list.length < want) short.push(q);
       hits.push(list);
@@ -538,8 +689,9 @@ export class EmbeddedStore implements Store {
     return matrix;
   }
 
-  /** Loads the HNSW index if needed and syncs it with the volumes; builds it when it cannot be used. */
-  private ensureAnn(): ApproximateIndexReport {
+  /** Loads the HNSW index if needed and syncs it with the volumes; builds it when it cannot be used.
+   * `holdOut` may keep some of the volumes about to be added out of the graph (the caller adds them). */
+  private ensureAnn(holdOut?: (missing: number[], ann: AnnIndex) => Set<number>): ApproximateIndexReport {
     let rebuilt = false;
     let reason: string | undefined;
     if (!this.ann) {
@@ -564,7 +716,9 @@ export class EmbeddedStore implements Store {
       ann = this.ann = new AnnIndex(new HnswIndex(this.hnswConfig), this.encoderId);
       rebuilt = true;
     }
-    const missing = [...this.entries.keys()].filter((key) => !ann.contents.has(key));
+    const allMissing = [...this.entries.keys()].filter((key) => !ann.contents.has(key));
+    const held = holdOut?.(allMissing, ann) ?? new Set<number>();
+    const missing = allMissing.filter((key) => !held.has(key));
     let batch: Array<{ key: number; vectors: Float32Array }> = [];
     let batchRows = 0;
     const flush = (): void => {
@@ -581,11 +735,12 @@ export class EmbeddedStore implements Store {
     }
     if (batch.length > 0) flush();
     const report: ApproximateIndexReport = {
-      added: missing.length,
+      added: allMissing.length,
       removed,
       rebuilt,
       ...(reason !== undefined ? { reason } : {}),
       slices: ann.liveSlices,
+      ...(ann.calibration ? { calibration: ann.calibration } : {}),
     };
     if (report.added > 0 || report.removed > 0 || rebuilt || !this.lastAnnReport) this.lastAnnReport = report;
     return report;

@@ -107,7 +107,7 @@ export interface Store {
   /** Brings the approximate index up to date with the volumes and persists it. Approximate searches do
    * this lazily; an indexer calls it once at the end so that the first search does not pay for it.
    * Optional (as is `info`) so that test doubles of the Store need not implement it. */
-  buildApproximateIndex?(): ApproximateIndexReport;
+  buildApproximateIndex?(): Promise<ApproximateIndexReport>;
   /** Sizes, settings and which engine pieces are loaded (for `mir3d info`, logs and benchmarks). */
   info?(): StoreInfo;
   close(): void;
@@ -125,6 +125,34 @@ export interface ApproximateIndexReport {
   reason?: string;
   /** Slices it holds now. */
   slices: number;
+  /** How wide its searches are, and the recall that buys (absent while the index is searched exactly). */
+  calibration?: ApproximateIndexCalibration;
+}
+
+/**
+ * How wide an HNSW search this index needs: the smallest ef of a ladder whose recall@k against exact search,
+ * measured on slices sampled from the index itself, reached the target. Each sampled query excludes its own
+ * volume, whose near-duplicate slices would otherwise make the task easy.
+ */
+export interface ApproximateIndexCalibration {
+  ef: number;
+  /** recall@k at that ef on the sample. */
+  recall: number;
+  targetRecall: number;
+  /** Whether some ef of the ladder reached the target (if not, ef is the widest tried). */
+  reached: boolean;
+  k: number;
+  queries: number;
+  /** Where the queries came from: volumes kept out of the graph until measured (like new patients), or,
+   * when nothing new was added, indexed slices with their own volume excluded (a stricter test). */
+  sample: 'held-out volumes' | 'indexed slices, own volume excluded' | 'indexed slices';
+  /** Slices in the graph after the measurement. */
+  slices: number;
+  /** Per query on the sample: the speed-up people ask about. */
+  exactMsPerQuery: number;
+  approximateMsPerQuery: number;
+  /** Every ef tried, narrowest first. */
+  ladder: Array<{ ef: number; recall: number; msPerQuery: number }>;
 }
 
 export interface StoreInfo {

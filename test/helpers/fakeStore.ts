@@ -108,7 +108,7 @@ export class FakeStore implements Store {
     return v ? this.pooled(v.vectors, pooling) : undefined;
   }
 
-  buildApproximateIndex(): ApproximateIndexReport {
+  async buildApproximateIndex(): Promise<ApproximateIndexReport> {
     // Every search here is brute force; there is no approximate index to build.
     return { added: 0, removed: 0, rebuilt: false, slices: this.stats().slices };
   }

@@ -17,8 +17,8 @@ for (let i = 0; i < count; i++) {
   if (store.findByContent(volume.record.contentSha256)) continue;
   store.addVolume(volume.record, volume.vectors, CRASH_ENCODER_ID);
   process.stdout.write(`added ${i}\n`);
-  if (i % 7 === 6) store.buildApproximateIndex?.();
+  if (i % 7 === 6) await store.buildApproximateIndex?.();
 }
-store.buildApproximateIndex?.();
+await store.buildApproximateIndex?.();
 store.close();
 process.stdout.write('done\n');
