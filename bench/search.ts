@@ -42,10 +42,9 @@ const HNSW_RANDOM_MAX = Number(process.env.BENCH_HNSW_RANDOM_MAX ?? 10_000);
 /** Debian's Faiss 1.7.3 took ~60 s to build HNSW over just 10k random 512-d rows here. */
 const FAISS_HNSW_RANDOM_MAX = Number(process.env.BENCH_FAISS_HNSW_RANDOM_MAX ?? 10_000);
 const FAISS_HNSW_MAX = Number(process.env.BENCH_FAISS_HNSW_MAX ?? 100_000);
-/** Largest rows × dim that gets a usearch HNSW build. The build grows faster than linearly on slice-like
- * rows (2 cores, 512-d: 65k 10 s, 100k 22 s, 200k 69 s, 1M 1675 s), so 1M is opt-in:
- * BENCH_HNSW_MAX_CELLS=512000000 adds the 1M × 512 slice-like case (about 30 more minutes). */
-const HNSW_MAX_CELLS = Number(process.env.BENCH_HNSW_MAX_CELLS ?? 128_000_000);
+/** Largest rows × dim that gets a usearch HNSW build: by default up to 1M × 512 (f16 graph, 2 cores: 100k
+ * 9 s, 1M about 250 s with calibration). 1M × 1280 is opt-in: BENCH_HNSW_MAX_CELLS=1280000000. */
+const HNSW_MAX_CELLS = Number(process.env.BENCH_HNSW_MAX_CELLS ?? 512_000_000);
 /** ef_search values re-measured (search only, same graph) on slice-like cases. */
 const EF_SWEEP = (process.env.BENCH_EF_SWEEP ?? '32,64,128,256').split(',').map(Number).filter((n) => n > 0);
 /** Sizes of the slice-like cases (only those also in BENCH_SIZES run). */

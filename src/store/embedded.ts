@@ -86,8 +86,8 @@ const ANN_ADD_BATCH_ROWS = 65536;
  * slice-like case of bench:search. */
 const UNCALIBRATED_EF = 256;
 const DEFAULT_TARGET_RECALL = 0.95;
-/** Calibration widths, narrowest first. */
-const EF_LADDER = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];
+/** Calibration widths, narrowest first; steps of about 1.25× so that the chosen ef overshoots the target little. */
+const EF_LADDER = [16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 512, 768, 1024];
 const CALIBRATION_K = 20;
 /** Calibration sample: this many volumes spread over the index, this many slices spread over each. */
 const CALIBRATION_VOLUMES = 25;
