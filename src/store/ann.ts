@@ -64,10 +64,8 @@ interface Sidecar {
 }
 
 export class AnnIndex {
-  /** Volume key → slice count of every volume in the graph. */
-  readonly contents = new Map<number, number>();
-  /** Volume key → its first usearch key. */
-  private readonly bases = new Map<number, number>();
+  /** Volume key → slice count and first usearch key of every volume in the graph. */
+  readonly contents = new Map<number, { rows: number; base: number }>();
   private nextKey = 0;
   /** Bases in ascending order with their volume keys, for resolving search results; rebuilt after changes. */
   private lookup: { bases: Float64Array; volumeKeys: Float64Array } | undefined;
@@ -103,8 +101,7 @@ export class AnnIndex {
     for (const v of fresh) {
       const n = v.vectors.length / dim;
       if (matrix !== v.vectors) matrix.set(v.vectors, row * dim);
-      this.contents.set(v.key, n);
-      this.bases.set(v.key, this.nextKey + row);
+      this.contents.set(v.key, { rows: n, base: this.nextKey + row });
       row += n;
     }
     this.hnsw.add(keys, matrix, threads);
@@ -114,12 +111,11 @@ export class AnnIndex {
   }
 
   removeVolume(key: number): boolean {
-    const rows = this.contents.get(key);
-    const base = this.bases.get(key);
-    if (rows === undefined || base === undefined) return false;
+    const volume = this.contents.get(key);
+    if (volume === undefined) return false;
+    const { rows, base } = volume;
     this.hnsw.remove(rangeKeys(base, rows));
     this.contents.delete(key);
-    this.bases.delete(key);
     this.lookup = undefined;
     this.removedSlices += rows;
     this.dirty = true;
@@ -133,8 +129,8 @@ export class AnnIndex {
    */
   resolve(keys: BigUint64Array): { volumeKeys: Float64Array; ordinals: Int32Array } {
     if (!this.lookup) {
-      const sorted = [...this.bases.entries()].sort((a, b) => a[1] - b[1]);
-      this.lookup = { bases: Float64Array.from(sorted, (e) => e[1]), volumeKeys: Float64Array.from(sorted, (e) => e[0]) };
+      const sorted = [...this.contents.entries()].sort((a, b) => a[1].base - b[1].base);
+      this.lookup = { bases: Float64Array.from(sorted, (e) => e[1].base), volumeKeys: Float64Array.from(sorted, (e) => e[0]) };
     }
     const { bases, volumeKeys: owners } = this.lookup;
     const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
@@ -157,7 +153,7 @@ export class AnnIndex {
       }
       const volumeKey = at < 0 ? -1 : owners[at];
       const ordinal = at < 0 ? -1 : key - bases[at];
-      const inside = volumeKey >= 0 && ordinal < this.contents.get(volumeKey)!;
+      const inside = volumeKey >= 0 && ordinal < this.contents.get(volumeKey)!.rows;
       volumeKeys[i] = inside ? volumeKey : -1;
       ordinals[i] = inside ? ordinal : -1;
     }
@@ -214,7 +210,7 @@ export class AnnIndex {
       quantization: 'f16',
       connectivity: this.hnsw.config.connectivity,
       expansionAdd: this.hnsw.config.expansionAdd,
-      volumes: [...this.contents.entries()].map(([key, rows]) => [key, rows, this.bases.get(key)!]),
+      volumes: [...this.contents.entries()].map(([key, { rows, base }]) => [key, rows, base]),
       nextKey: this.nextKey,
       removedSlices: this.removedSlices,
       savedAt: new Date().toISOString(),
@@ -269,8 +265,7 @@ export class AnnIndex {
     const index = new AnnIndex(hnsw, encoderId);
     let slices = 0;
     for (const [key, rows, base] of sidecar.volumes) {
-      index.contents.set(key, rows);
-      index.bases.set(key, base);
+      index.contents.set(key, { rows, base });
       slices += rows;
     }
     index.nextKey = sidecar.nextKey;

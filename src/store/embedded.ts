@@ -397,7 +397,7 @@ export class EmbeddedStore implements Store {
     let heldOut: number[] = [];
     const report = this.ensureAnn((missing, ann) => {
       if (!needed) return new Set();
-      const slicesAfter = ann.liveSlices + missing.reduce((n, key) => n + this.entries.get(key)!.record.sliceCount, 0);
+      const slicesAfter = ann.liveSlices + this.sliceCountOf(missing);
       if (ann.calibrationFor(slicesAfter, target)) return new Set();
       heldOut = this.chooseHeldOut(missing);
       return new Set(heldOut);
@@ -419,7 +419,7 @@ export class EmbeddedStore implements Store {
    */
   private chooseHeldOut(missing: number[]): number[] {
     if (missing.length < 2 || this.entries.size < 2) return [];
-    const budget = 0.1 * missing.reduce((n, key) => n + this.entries.get(key)!.record.sliceCount, 0);
+    const budget = 0.1 * this.sliceCountOf(missing);
     const held: number[] = [];
     let slices = 0;
     for (const key of this.spreadSample(missing)) {
@@ -524,6 +524,10 @@ export class EmbeddedStore implements Store {
       approximateMsPerQuery: chosen.msPerQuery,
       ladder,
     };
+  }
+
+  private sliceCountOf(keys: readonly number[]): number {
+    return keys.reduce((n, key) => n + this.entries.get(key)!.record.sliceCount, 0);
   }
 
   /** Up to CALIBRATION_VOLUMES keys spread evenly over `keys`. */
