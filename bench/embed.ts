@@ -19,8 +19,8 @@ import { readVolume } from '../src/io/read.js';
 import type { Volume } from '../src/io/volume.js';
 import { generatePhantom } from '../src/phantom/index.js';
 import { sliceBatches } from '../src/preprocess/batches.js';
-import type { SliceTensor } from '../src/preprocess/sliceTensor.js';
-import { hasSharedData, sharedPath } from '../test/helpers/sharedData.js';
+import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
+import { hasSharedData, sharedPath } from '../test/helpers/shared-data.js';
 
 const require = createRequire(import.meta.url);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

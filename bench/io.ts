@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readVolume } from '../src/io/read.js';
-import { hasSharedData, projectRoot, sharedDataDir, sharedPath } from '../test/helpers/sharedData.js';
+import { hasSharedData, projectRoot, sharedDataDir, sharedPath } from '../test/helpers/shared-data.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 /** Debian's interpreter: python3-nibabel and python3-pydicom install there, not into a pyenv python. */

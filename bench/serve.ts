@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { buildPhantomIndex, type PhantomIndex } from '../test/helpers/phantomIndex.js';
+import { buildPhantomIndex, type PhantomIndex } from '../test/helpers/phantom-index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/bench → project root. */

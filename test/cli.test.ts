@@ -6,7 +6,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, describe, test } from 'node:test';
 import type { VolumeInfo } from '../src/cli/info.js';
 import { runCli } from './helpers/cli.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 function infoJson(path: string, ...extra: string[]): VolumeInfo {
   const run = runCli(['info', path, '--json', ...extra]);

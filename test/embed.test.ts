@@ -8,11 +8,11 @@ import { embedVolume } from '../src/encode/embed-volume.js';
 import { openEncoder } from '../src/encode/registry.js';
 import { SliceFeeder } from '../src/encode/slice-feeder.js';
 import { readNpyFloat32 } from '../src/io/npy.js';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { sliceZMm } from '../src/io/volume.js';
 import { generatePhantom } from '../src/phantom/index.js';
 import { runCli } from './helpers/cli.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mir3d-embed-'));
 after(() => rmSync(work, { recursive: true, force: true }));

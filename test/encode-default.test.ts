@@ -22,8 +22,8 @@ import { openEncoder, type OpenEncoderOptions } from '../src/encode/registry.js'
 import { readVolume } from '../src/io/read.js';
 import type { Volume } from '../src/io/volume.js';
 import { sliceBatches } from '../src/preprocess/batches.js';
-import type { SliceTensor } from '../src/preprocess/sliceTensor.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'mir3d-models-'));
 after(() => rmSync(cacheDir, { recursive: true, force: true }));

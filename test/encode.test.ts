@@ -9,8 +9,8 @@ import { EncoderError, type EncoderErrorCode } from '../src/encode/errors.js';
 import { l2NormalizeRows, packModelInput } from '../src/encode/model-io.js';
 import { gpuPresent, OnnxEncoder, type OnnxEncoderOptions } from '../src/encode/onnx-encoder.js';
 import { DEFAULT_ENCODER, listEncoders, openEncoder } from '../src/encode/registry.js';
-import type { SliceTensor } from '../src/preprocess/sliceTensor.js';
-import { conv1x1Gap, flatInput, nhwcChannelMeans, tokenSequence, twoChannelInput, twoOutputs } from './helpers/tinyOnnx.js';
+import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
+import { conv1x1Gap, flatInput, nhwcChannelMeans, tokenSequence, twoChannelInput, twoOutputs } from './helpers/tiny-onnx.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mir3d-encode-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

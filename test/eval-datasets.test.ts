@@ -3,20 +3,20 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
 import type { Mat4, Vec3 } from '../src/io/volume.js';
 import { cMirMixedDataset, findDecathlonTasks, threeDMirDataset } from '../src/eval/datasets/decathlon.js';
 import { judgedLabels, regionQueriesOf, regionRuns, tumourRuns } from '../src/eval/datasets/relevance.js';
-import { formatThreeDMirLabels, formatThreeDMirSplit, parseThreeDMirLabels, parseThreeDMirSplit, readThreeDMirOrgan } from '../src/eval/datasets/threeDMirCsv.js';
-import { TOTALSEG_V1_CLASSES, TOTALSEG_V2_CLASSES, coarseRegionOf, coarseRegionsOf } from '../src/eval/datasets/totalSegRegions.js';
-import { coarseExtents, readClassMap, totalSegCase, totalSegDataset } from '../src/eval/datasets/totalSegmentator.js';
+import { formatThreeDMirLabels, formatThreeDMirSplit, parseThreeDMirLabels, parseThreeDMirSplit, readThreeDMirOrgan } from '../src/eval/datasets/threedmir-csv.js';
+import { TOTALSEG_V1_CLASSES, TOTALSEG_V2_CLASSES, coarseRegionOf, coarseRegionsOf } from '../src/eval/datasets/total-seg-regions.js';
+import { coarseExtents, readClassMap, totalSegCase, totalSegDataset } from '../src/eval/datasets/total-segmentator.js';
 import type { Case } from '../src/eval/datasets/types.js';
 import { buildDevBenchmark, insideDistanceMm, type DevBenchManifest } from '../src/eval/devbench.js';
-import { seededRng } from './helpers/seededRandom.js';
+import { seededRng } from './helpers/seeded-random.js';
 import { TUMOUR_ORGANS, tumourSummaryFromMask } from '../src/eval/lesions.js';
 import { evaluateTumourRetrieval } from '../src/eval/metrics.js';
-import { sharedDataDir, sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { sharedDataDir, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mir3d-eval-datasets-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

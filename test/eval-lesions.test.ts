@@ -15,10 +15,10 @@ import {
   type LesionGroup,
   type TumourOrgan,
 } from '../src/eval/lesions.js';
-import { readThreeDMirLabels } from '../src/eval/datasets/threeDMirCsv.js';
+import { readThreeDMirLabels } from '../src/eval/datasets/threedmir-csv.js';
 import { generatePhantom, LABEL, lesionLabels } from '../src/phantom/index.js';
-import { seededRng } from './helpers/seededRandom.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { seededRng } from './helpers/seeded-random.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 /** A zero mask with the listed voxels set to `value`. */
 function maskWith(dims: Vec3, voxels: readonly Vec3[], value = 1): Uint8Array {

@@ -16,7 +16,7 @@ import {
   zIoU,
   type TumourQueryRun,
 } from '../src/eval/metrics.js';
-import { seededRng, shuffled } from './helpers/seededRandom.js';
+import { seededRng, shuffled } from './helpers/seeded-random.js';
 
 const close = (actual: number, expected: number, tolerance = 1e-12, what = ''): void => {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what} ${actual} vs ${expected}`);

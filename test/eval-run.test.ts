@@ -21,7 +21,7 @@ import {
   type RankedCase,
 } from '../src/eval/run.js';
 import { runCli } from './helpers/cli.js';
-import { writePhantomDecathlon, writePhantomTotalSeg, type PhantomDataset } from './helpers/evalPhantoms.js';
+import { writePhantomDecathlon, writePhantomTotalSeg, type PhantomDataset } from './helpers/eval-phantoms.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mir3d-eval-run-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

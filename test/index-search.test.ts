@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { demoPlan } from '../src/cli/demo.js';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { generatePhantom, LABEL } from '../src/phantom/index.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
-import { projectRoot, sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { projectRoot, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 /**
  * `mir3d index` and `mir3d search` as a user runs them: phantom archives with the training-free encoder

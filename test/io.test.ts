@@ -8,10 +8,10 @@ import { listDicomSeries } from '../src/io/dicom.js';
 import { VolumeReadError } from '../src/io/errors.js';
 import { readNifti } from '../src/io/nifti.js';
 import { readVolume } from '../src/io/read.js';
-import { canonicalInt16Sha256 } from '../src/io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
 import { sliceZMm, voxelIndex, type Volume } from '../src/io/volume.js';
-import { rawNifti, type RawNiftiSpec } from './helpers/niftiBytes.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { rawNifti, type RawNiftiSpec } from './helpers/nifti-bytes.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mir3d-io-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { applyAffine, orientationCode } from '../src/io/orientation.js';
 import { renderSlice } from '../src/io/png.js';
 import { readVolume } from '../src/io/read.js';
 import { sliceZMm, voxelIndex, type Vec3, type Volume } from '../src/io/volume.js';
-import { canonicalInt16Sha256 } from '../src/io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
 import { generatePhantom, LABEL, lesionLabels, type Phantom, type PhantomOptions, type PhantomTruth } from '../src/phantom/index.js';
 import { runCli } from './helpers/cli.js';
 

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { readVolume } from '../src/io/read.js';
 import { sliceZMm, type Vec3, type Volume, type VoxelArray } from '../src/io/volume.js';
-import { axialSlice, bodyBoundingBox } from '../src/preprocess/bodyCrop.js';
+import { axialSlice, bodyBoundingBox } from '../src/preprocess/body-crop.js';
 import { planSlicePreprocessing, preprocessSliceInto, sliceBatches } from '../src/preprocess/batches.js';
 import { planResize, resizeInto } from '../src/preprocess/resize.js';
 import { selectSlices, sliceRangeIndices } from '../src/preprocess/slices.js';
-import type { SliceTensor } from '../src/preprocess/sliceTensor.js';
+import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
 import type { SlicePreprocessing } from '../src/preprocess/spec.js';
 import {
   customWindow,
@@ -17,7 +17,7 @@ import {
   windowInto,
   windowPreset,
 } from '../src/preprocess/windows.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 /** A canonical volume built in memory: voxel (i, j, k) = valueAt(i, j, k); affine in canonical LPS axes. */
 function makeVolume(

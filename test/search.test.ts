@@ -13,15 +13,15 @@ import {
   rerank,
   type MaxSimKernel,
   type LateInteractionQuery,
-} from '../src/search/lateInteraction.js';
+} from '../src/search/late-interaction.js';
 import { consistentAlignment, localizeRegion, type AlignedPair, type LocalizationMethod } from '../src/search/localize.js';
-import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices } from '../src/search/queryRange.js';
+import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices } from '../src/search/query-range.js';
 import { search, type SearchOptions } from '../src/search/search.js';
 import { defaultSimilarityKernel, similarityMatrix, type SimilarityKernel } from '../src/search/similarity.js';
 import { SEARCH_METHODS, type LocalizedRegion, type QueryVectors, type SearchResult } from '../src/search/types.js';
 import { volumeHitsToResults } from '../src/search/volume.js';
-import { FakeStore, fakeRecord, fakeVectors } from './helpers/fakeStore.js';
-import { randomInt, randomUnitRows, seededRng, shuffled, type Rng } from './helpers/seededRandom.js';
+import { FakeStore, fakeRecord, fakeVectors } from './helpers/fake-store.js';
+import { randomInt, randomUnitRows, seededRng, shuffled, type Rng } from './helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------------
 // helpers

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import yazl from 'yazl';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
-import { canonicalInt16Sha256 } from '../src/io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
 import { generatePhantom } from '../src/phantom/index.js';
 import { search } from '../src/search/search.js';
 import { SEARCH_METHODS } from '../src/search/types.js';
@@ -18,8 +18,8 @@ import { TOKEN_FILE } from '../src/server/auth.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { bearer, jsonRequest, readPng, type ErrorBody } from './helpers/http.js';
-import { buildPhantomIndex, type PhantomIndex } from './helpers/phantomIndex.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { buildPhantomIndex, type PhantomIndex } from './helpers/phantom-index.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 /**
  * The HTTP API over real HTTP on localhost: a small phantom index (baseline encoder), one server with
@@ -392,7 +392,7 @@ describe('search by indexed volume', () => {
       }
       // The same question asked of the library directly gives the same answer.
       const vectors = store.getVectors([query.volumeId]).get(query.volumeId)!;
-      const { queryFromVolumeVectors } = await import('../src/search/queryRange.js');
+      const { queryFromVolumeVectors } = await import('../src/search/query-range.js');
       const direct = await search(store, queryFromVolumeVectors(vectors, Array.from({ length: last - first + 1 }, (_, n) => first + n)), { method: 'rerank', top: 3 });
       assert.deepEqual(slab.body.results.map((r) => r.volumeId), direct.map((r) => r.volumeId));
       slab.body.results.forEach((r, n) => {

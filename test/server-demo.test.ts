@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { projectRoot } from './helpers/sharedData.js';
+import { projectRoot } from './helpers/shared-data.js';
 
 /** The demo ends with where to browse its results, and `--serve` serves them until Ctrl-C. */
 

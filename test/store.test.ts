@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { openStore, POOLINGS, poolVectors, StoreError, type Store, type VolumeFilter } from '../src/store/index.js';
 import { AnnIndex } from '../src/store/ann.js';
 import { HnswIndex } from '../src/store/usearch.js';
-import { crashVolume, CRASH_ENCODER_ID } from './helpers/storeCrashVolumes.js';
+import { crashVolume, CRASH_ENCODER_ID } from './helpers/store-crash-volumes.js';
 import { bruteForceTopK, randomUnitRows, rng, SliceLikeGenerator, testVolume, type TestVolume } from './helpers/vectors.js';
 
 const ENCODER = 'test-encoder@sha256:abc|v1';
@@ -472,7 +472,7 @@ describe('embedded store: approximate search (HNSW)', () => {
 });
 
 describe('embedded store: crash safety', () => {
-  const writer = fileURLToPath(new URL('./helpers/storeCrashWriter.js', import.meta.url));
+  const writer = fileURLToPath(new URL('./helpers/store-crash-writer.js', import.meta.url));
   const count = 150;
   const dim = 96;
   const rows = 160;

@@ -4,12 +4,12 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { writeNifti } from '../src/io/niftiWriter.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { generatePhantom } from '../src/phantom/index.js';
 import { startServer, type RunningServer } from '../src/server/app.js';
 import { bearer, jsonRequest } from './helpers/http.js';
-import { buildPhantomIndex, type PhantomIndex } from './helpers/phantomIndex.js';
-import { projectRoot } from './helpers/sharedData.js';
+import { buildPhantomIndex, type PhantomIndex } from './helpers/phantom-index.js';
+import { projectRoot } from './helpers/shared-data.js';
 
 /**
  * The web page in a real headless Chromium (Debian's `chromium`, driven by playwright-core): sign in,

@@ -3,9 +3,9 @@ import type { Encoder } from '../encode/encoder.js';
 import type { SliceFeeder } from '../encode/slice-feeder.js';
 import { readVolume } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
-import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { SearchError } from '../search/errors.js';
-import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices, type QueryRange } from '../search/queryRange.js';
+import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices, type QueryRange } from '../search/query-range.js';
 import type { QueryVectors } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 

@@ -1,5 +1,5 @@
 import { encodePng, renderSlice, type RgbaImage, type Rgb } from '../io/png.js';
-import { writeFileAtomic } from '../io/niftiWriter.js';
+import { writeFileAtomic } from '../io/nifti-writer.js';
 import type { Volume } from '../io/volume.js';
 
 /**

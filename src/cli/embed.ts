@@ -4,10 +4,10 @@ import type { Command } from 'commander';
 import { embedVolume } from '../encode/embed-volume.js';
 import { DEFAULT_ENCODER, openEncoder } from '../encode/registry.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
-import { writeFileAtomic } from '../io/niftiWriter.js';
+import { writeFileAtomic } from '../io/nifti-writer.js';
 import { writeNpyFloat32 } from '../io/npy.js';
 import { readVolume } from '../io/read.js';
-import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
 

@@ -4,7 +4,7 @@ import { listDicomSeries, type DicomSeriesSummary } from '../io/dicom.js';
 import { CANONICAL_ORIENTATION, applyAffine } from '../io/orientation.js';
 import { readVolume } from '../io/read.js';
 import type { Correction, Volume } from '../io/volume.js';
-import { canonicalInt16Sha256, intensityRange } from '../io/volumeStats.js';
+import { canonicalInt16Sha256, intensityRange } from '../io/volume-stats.js';
 
 /** What `mir3d info` reports. Deliberately no patient name, ID, birth date or raw UID. */
 export interface VolumeInfo {

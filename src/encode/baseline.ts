@@ -6,7 +6,7 @@
  * Pure TypeScript and deterministic, so its vectors are identical on every machine.
  */
 import type { HuWindow, SlicePreprocessing } from '../preprocess/spec.js';
-import type { SliceTensor } from '../preprocess/sliceTensor.js';
+import type { SliceTensor } from '../preprocess/slice-tensor.js';
 import { formatWindows, parseWindows } from '../preprocess/windows.js';
 import type { Encoder } from './encoder.js';
 import { EncoderError } from './errors.js';

@@ -1,5 +1,5 @@
 import type { SlicePreprocessing } from '../preprocess/spec.js';
-import type { SliceTensor } from '../preprocess/sliceTensor.js';
+import type { SliceTensor } from '../preprocess/slice-tensor.js';
 
 /**
  * Anything that turns preprocessed axial slices into vectors. Rows are L2-normalized so inner product is

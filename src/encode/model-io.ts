@@ -4,7 +4,7 @@
  * plain data, so the packing can run in a worker thread (its Float32Array transferred) while the main
  * thread's session runs the previous batch.
  */
-import type { SliceTensor } from '../preprocess/sliceTensor.js';
+import type { SliceTensor } from '../preprocess/slice-tensor.js';
 import { EncoderError } from './errors.js';
 
 export type TensorLayout = 'NCHW' | 'NHWC';

@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { SlicePreprocessing, HuWindow } from '../preprocess/spec.js';
-import type { SliceTensor } from '../preprocess/sliceTensor.js';
+import type { SliceTensor } from '../preprocess/slice-tensor.js';
 import { formatWindows, parseWindows } from '../preprocess/windows.js';
 import type { Encoder } from './encoder.js';
 import { EncoderError } from './errors.js';

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { sliceZMm, type Mat4, type Vec3, type Volume, type VoxelArray } from '../io/volume.js';
 import { sliceBatches } from '../preprocess/batches.js';
-import type { SliceTensor } from '../preprocess/sliceTensor.js';
+import type { SliceTensor } from '../preprocess/slice-tensor.js';
 import type { SlicePreprocessing } from '../preprocess/spec.js';
 
 /**

@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic, writeNifti } from '../io/niftiWriter.js';
+import { writeFileAtomic, writeNifti } from '../io/nifti-writer.js';
 import { spacingFromAffine } from '../io/orientation.js';
 import { readVolume } from '../io/read.js';
 import type { Mat4, Vec3, Volume } from '../io/volume.js';
 import { randomStream, type Random } from '../phantom/random.js';
-import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from './datasets/threeDMirCsv.js';
+import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from './datasets/threedmir-csv.js';
 import { measureTumours, tumourSummaryOf, type GroupRule, type TumourSummary } from './lesions.js';
 
 /**

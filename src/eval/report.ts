@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/niftiWriter.js';
+import { writeFileAtomic } from '../io/nifti-writer.js';
 import { renderHtml } from './report-html.js';
 import { renderMarkdown } from './report-md.js';
 import { renderExamples, type Example } from './report-pictures.js';

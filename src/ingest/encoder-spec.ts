@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoder } from '../encode/encoder.js';
 import { openEncoder } from '../encode/registry.js';
-import { writeFileAtomic } from '../io/niftiWriter.js';
+import { writeFileAtomic } from '../io/nifti-writer.js';
 import { StoreError } from '../store/errors.js';
 
 /**

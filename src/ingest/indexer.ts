@@ -6,7 +6,7 @@ import { SliceFeeder } from '../encode/slice-feeder.js';
 import { VolumeReadError } from '../io/errors.js';
 import { readVolume } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
-import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { StoreError } from '../store/errors.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import type { VolumeSourceRef } from './discover.js';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from './niftiWriter.js';
+import { writeFileAtomic } from './nifti-writer.js';
 
 /**
  * NumPy .npy (format version 1.0) for float32 matrices: the one vector layout every analysis tool reads

@@ -1,5 +1,5 @@
 import { PNG } from 'pngjs';
-import { writeFileAtomic } from './niftiWriter.js';
+import { writeFileAtomic } from './nifti-writer.js';
 import type { Vec3, VoxelArray } from './volume.js';
 
 /**

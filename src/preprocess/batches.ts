@@ -1,5 +1,5 @@
 import { sliceZMm, type Volume } from '../io/volume.js';
-import { bodyBoundingBox, type BodyCropOptions } from './bodyCrop.js';
+import { bodyBoundingBox, type BodyCropOptions } from './body-crop.js';
 import {
   fullBox,
   planResize,
@@ -11,7 +11,7 @@ import {
   type ResizeScratch,
 } from './resize.js';
 import { selectSlices } from './slices.js';
-import type { SliceTensor } from './sliceTensor.js';
+import type { SliceTensor } from './slice-tensor.js';
 import type { HuWindow, SlicePreprocessing } from './spec.js';
 import { windowInto } from './windows.js';
 

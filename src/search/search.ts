@@ -3,7 +3,7 @@ import type { Pooling, SliceHit, Store, VolumeFilter, VolumeVectors } from '../s
 import { aggregateSliceHits } from './aggregate.js';
 import { SearchError, checkPositiveInteger } from './errors.js';
 import { DEFAULT_FUSION_TOP, interleave, reciprocalRankFusion } from './fusion.js';
-import { checkQuery, lateInteractionScores, rerank, type LateInteractionOptions, type MaxSimKernel } from './lateInteraction.js';
+import { checkQuery, lateInteractionScores, rerank, type LateInteractionOptions, type MaxSimKernel } from './late-interaction.js';
 import type { LocalizationOptions } from './localize.js';
 import type { SimilarityKernel } from './similarity.js';
 import { maxSimilarityPerSegment } from '../compute/index.js';

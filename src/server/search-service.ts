@@ -3,7 +3,7 @@ import type { Encoder } from '../encode/encoder.js';
 import { embedVolume } from '../encode/embed-volume.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
 import { sliceZMm } from '../io/volume.js';
-import { querySliceIndices, type QueryRange } from '../search/queryRange.js';
+import { querySliceIndices, type QueryRange } from '../search/query-range.js';
 import { search, type SearchOptions } from '../search/search.js';
 import type { FirstStageMethod, FusionMethod, QueryVectors, SearchMethod, SearchResult, SliceMatch } from '../search/types.js';
 import type { Store, VolumeFilter } from '../store/types.js';

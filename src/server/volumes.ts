@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { encodeNifti } from '../io/niftiWriter.js';
+import { encodeNifti } from '../io/nifti-writer.js';
 import { DISPLAY_WINDOWS, encodePng, renderSlice, type DisplayWindow, type Plane, type Rgb, type SliceSource } from '../io/png.js';
 import { readVolume } from '../io/read.js';
 import { sliceZMm, type Vec3, type Volume } from '../io/volume.js';
-import { canonicalInt16Sha256 } from '../io/volumeStats.js';
+import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { MATCH_COLOR, QUERY_COLOR } from '../app/sheet.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { ApiError, toApiError } from './errors.js';

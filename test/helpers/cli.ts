@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from './sharedData.js';
+import { projectRoot } from './shared-data.js';
 
 export interface CliRun {
   status: number | null;

@@ -9,7 +9,7 @@ import {
   type GroupRule,
   type TumourOrgan,
 } from '../lesions.js';
-import { hasThreeDMirFiles, readThreeDMirOrgan, type ThreeDMirRow } from './threeDMirCsv.js';
+import { hasThreeDMirFiles, readThreeDMirOrgan, type ThreeDMirRow } from './threedmir-csv.js';
 import { isHashQuery } from './split.js';
 import type { Case, CaseLabels, RetrievalDataset } from './types.js';
 

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { encodeNifti, writeNifti, type WritableVolume } from '../src/io/niftiWriter.js';
+import { encodeNifti, writeNifti, type WritableVolume } from '../src/io/nifti-writer.js';
 import { orientationCode } from '../src/io/orientation.js';
 import { readVolume } from '../src/io/read.js';
 import type { Mat4, Vec3, Volume } from '../src/io/volume.js';
-import { canonicalInt16Sha256 } from '../src/io/volumeStats.js';
-import { sharedPath, skipWithoutSharedData } from './helpers/sharedData.js';
+import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mir3d-nifti-writer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

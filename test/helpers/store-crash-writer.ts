@@ -4,7 +4,7 @@
  * or killed. Usage: node storeCrashWriter.js <dir> <count> <dim> <rows>
  */
 import { openStore } from '../../src/store/index.js';
-import { crashVolume, CRASH_ENCODER_ID } from './storeCrashVolumes.js';
+import { crashVolume, CRASH_ENCODER_ID } from './store-crash-volumes.js';
 
 const [dir, countText, dimText, rowsText] = process.argv.slice(2);
 const count = Number(countText);

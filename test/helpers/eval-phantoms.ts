@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../../src/eval/datasets/threeDMirCsv.js';
-import { writeNifti } from '../../src/io/niftiWriter.js';
+import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../../src/eval/datasets/threedmir-csv.js';
+import { writeNifti } from '../../src/io/nifti-writer.js';
 import { generatePhantom, LABEL, type PhantomOptions } from '../../src/phantom/index.js';
 
 /**

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { openIndexForWriting } from '../../src/cli/index-command.js';
 import { demoPlan } from '../../src/cli/demo.js';
 import { indexVolumes } from '../../src/ingest/indexer.js';
-import { writeNifti } from '../../src/io/niftiWriter.js';
+import { writeNifti } from '../../src/io/nifti-writer.js';
 import { generatePhantom, type PhantomOptions } from '../../src/phantom/index.js';
 
 /**
