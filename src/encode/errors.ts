@@ -27,7 +27,15 @@ export type EncoderErrorCode =
   /** Unknown encoder name. */
   | 'UNKNOWN_ENCODER'
   /** embed() after close(). */
-  | 'CLOSED';
+  | 'CLOSED'
+  /** A text query is empty (or blank). */
+  | 'BAD_TEXT'
+  /** A tokenizer's ids do not fit the text model it sits beside. */
+  | 'TOKENIZER_MISMATCH'
+  /** Two towers (or a text space and an index) give vectors of different widths: they share no space. */
+  | 'DIM_MISMATCH'
+  /** A text query against an index (or image encoder) that has no text side. */
+  | 'NO_TEXT_SPACE';
 
 export class EncoderError extends Error {
   override readonly name = 'EncoderError';

@@ -68,6 +68,32 @@ export interface OnnxEncoderOptions {
   executionProvider?: ExecutionProviderChoice;
   /** Threads for one inference (default: os.availableParallelism()). */
   intraOpThreads?: number;
+  /** Constant tensors for a model's other inputs: a CLIP model.onnx with both towers also takes token ids,
+   * which an image embedding does not use but the graph needs (see clip-folder.ts). */
+  extraFeeds?: ExtraFeeds;
+  /** Appended to the id: a CLIP image tower carries 'pair=…' so its index answers only its own text tower. */
+  idTag?: string;
+}
+
+/** A constant input tensor, given as plain data so options stay serializable. */
+export interface ConstantFeed {
+  type: 'int64' | 'int32' | 'float32';
+  dims: number[];
+  values: number[];
+}
+
+/** Constant feeds, or a function that makes them from the model's inputs once the session is open. */
+export type ExtraFeeds = Record<string, ConstantFeed> | ((inputs: readonly ort.InferenceSession.ValueMetadata[]) => Record<string, ConstantFeed>);
+
+export function resolveExtraFeeds(feeds: ExtraFeeds | undefined, session: ort.InferenceSession): Record<string, ort.Tensor> {
+  const plain = typeof feeds === 'function' ? feeds(session.inputMetadata) : (feeds ?? {});
+  return Object.fromEntries(Object.entries(plain).map(([name, feed]) => [name, constantTensor(feed)]));
+}
+
+export function constantTensor(feed: ConstantFeed): ort.Tensor {
+  if (feed.type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(feed.values, (v) => BigInt(v)), feed.dims);
+  if (feed.type === 'int32') return new ort.Tensor('int32', Int32Array.from(feed.values), feed.dims);
+  return new ort.Tensor('float32', Float32Array.from(feed.values), feed.dims);
 }
 
 const PREFERRED_OUTPUTS = ['image_embeds', 'pooler_output', 'features', 'embeddings'];
@@ -90,6 +116,7 @@ export class OnnxEncoder implements Encoder {
   readonly providerNote: string | undefined;
   /** The model's fixed batch size (e.g. 1 for a model exported without a dynamic batch axis), else undefined. */
   readonly fixedBatch: number | undefined;
+  private readonly extraFeeds: Record<string, ort.Tensor>;
   private session: ort.InferenceSession | undefined;
 
   private constructor(init: {
@@ -106,8 +133,11 @@ export class OnnxEncoder implements Encoder {
     provider: ProviderName;
     providerNote: string | undefined;
     fixedBatch: number | undefined;
+    extraFeeds: Record<string, ort.Tensor>;
+    idTag: string | undefined;
   }) {
     this.session = init.session;
+    this.extraFeeds = init.extraFeeds;
     this.name = init.name;
     this.dim = init.dim;
     this.preprocessing = init.preprocessing;
@@ -158,7 +188,8 @@ export class OnnxEncoder implements Encoder {
     },
   ): Promise<OnnxEncoder> {
     const { modelPath, options } = ctx;
-    const inputName = pickInput(session, options.inputName, modelPath);
+    const extraFeeds = resolveExtraFeeds(options.extraFeeds, session);
+    const inputName = pickInput(session, options.inputName, modelPath, Object.keys(extraFeeds));
     const inputMeta = session.inputMetadata[session.inputNames.indexOf(inputName)];
     const { inputSpec, fixedBatch } = resolveInputSpec(inputMeta, ctx.fromConfig, options, modelPath);
     const outputName = pickOutput(session, options.output, modelPath);
@@ -197,12 +228,14 @@ export class OnnxEncoder implements Encoder {
       provider: ctx.provider,
       providerNote: ctx.providerNote,
       fixedBatch,
+      extraFeeds,
+      idTag: options.idTag,
     };
     if (dim === undefined || outputShape.length === 0) {
       // Output shape not declared: run one blank slice to learn the rank and width.
       const probeCount = fixedBatch ?? 1;
       const blank = new Float32Array(probeCount * inputSpec.channels * inputSpec.heightPx * inputSpec.widthPx);
-      const probe = await runModel(session, inputName, outputName, blank, inputSpec, probeCount, modelPath);
+      const probe = await runModel(session, inputName, outputName, blank, inputSpec, probeCount, modelPath, extraFeeds);
       if (outputShape.length === 0) init.pooling = resolvePooling(options.pooling ?? 'auto', probe.dims.length, modelPath, `output ${outputName}`);
       init.dim = poolAndNormalize(probe.data, probe.dims, init.pooling, inputSpec.layout, 1, modelPath).dim;
     }
@@ -232,7 +265,7 @@ export class OnnxEncoder implements Encoder {
         padded.set(part);
         part = padded;
       }
-      const output = await runModel(session, this.inputName, this.outputName, part, this.inputSpec, runCount, this.modelPath);
+      const output = await runModel(session, this.inputName, this.outputName, part, this.inputSpec, runCount, this.modelPath, this.extraFeeds);
       const { rows, dim } = poolAndNormalize(output.data, output.dims, this.pooling, this.inputSpec.layout, n, this.modelPath);
       if (dim !== this.dim) throw new EncoderError('BAD_OUTPUT', this.modelPath, `output width changed from ${this.dim} to ${dim}`);
       result.set(rows, start * this.dim);
@@ -255,7 +288,7 @@ export class OnnxEncoder implements Encoder {
   }
 }
 
-function encoderId(init: { name: string; modelSha256: string; preprocessing: SlicePreprocessing; inputSpec: ModelInputSpec; outputName: string; pooling: string }): string {
+function encoderId(init: { name: string; modelSha256: string; preprocessing: SlicePreprocessing; inputSpec: ModelInputSpec; outputName: string; pooling: string; idTag: string | undefined }): string {
   const p = init.preprocessing;
   // The slice step is left out on purpose: it picks which slices are embedded, not what a slice's vector is.
   return [
@@ -266,12 +299,13 @@ function encoderId(init: { name: string; modelSha256: string; preprocessing: Sli
     describeInputSpec(init.inputSpec),
     `out=${init.outputName}:${init.pooling}`,
     ONNX_ENCODER_VERSION,
+    ...(init.idTag ? [init.idTag] : []),
   ].join('|');
 }
 
-async function runModel(session: ort.InferenceSession, inputName: string, outputName: string, data: Float32Array, spec: ModelInputSpec, count: number, source: string): Promise<{ data: Float32Array; dims: number[] }> {
+async function runModel(session: ort.InferenceSession, inputName: string, outputName: string, data: Float32Array, spec: ModelInputSpec, count: number, source: string, extraFeeds: Record<string, ort.Tensor>): Promise<{ data: Float32Array; dims: number[] }> {
   const shape = spec.layout === 'NCHW' ? [count, spec.channels, spec.heightPx, spec.widthPx] : [count, spec.heightPx, spec.widthPx, spec.channels];
-  const feeds = { [inputName]: new ort.Tensor('float32', data, shape) };
+  const feeds = { ...extraFeeds, [inputName]: new ort.Tensor('float32', data, shape) };
   let results: ort.InferenceSession.ReturnType;
   try {
     results = await session.run(feeds, [outputName]);
@@ -285,10 +319,10 @@ async function runModel(session: ort.InferenceSession, inputName: string, output
   return out;
 }
 
-function pickInput(session: ort.InferenceSession, requested: string | undefined, source: string): string {
+function pickInput(session: ort.InferenceSession, requested: string | undefined, source: string, fed: string[] = []): string {
   if (requested !== undefined) {
     if (!session.inputNames.includes(requested)) throw new EncoderError('INCOMPATIBLE_INPUT', source, `no input named ${requested}; inputs: ${session.inputNames.join(', ')}`);
-    if (session.inputNames.length > 1) throw new EncoderError('INCOMPATIBLE_INPUT', source, `model needs ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); an image encoder takes only pixels (export the vision tower alone)`);
+    if (session.inputNames.some((name) => name !== requested && !fed.includes(name))) throw new EncoderError('INCOMPATIBLE_INPUT', source, `model needs ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); an image encoder takes only pixels (export the vision tower alone)`);
     return requested;
   }
   if (session.inputNames.length !== 1) {
@@ -428,7 +462,7 @@ function cudaProviderLibrary(): string | undefined {
   }
 }
 
-async function createSession(modelPath: string, options: OnnxEncoderOptions): Promise<{ session: ort.InferenceSession; provider: ProviderName; providerNote: string | undefined }> {
+export async function createSession(modelPath: string, options: Pick<OnnxEncoderOptions, 'intraOpThreads' | 'executionProvider'>): Promise<{ session: ort.InferenceSession; provider: ProviderName; providerNote: string | undefined }> {
   const threads = options.intraOpThreads ?? availableParallelism();
   const base: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,

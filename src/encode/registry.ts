@@ -3,14 +3,16 @@
  * 'baseline', a path to an .onnx file or a model folder, or a hub id ('hf:org/name'), which is looked up
  * in the local cache folder only, never downloaded.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { BaselineEncoder, type BaselineEncoderOptions } from './baseline.js';
 import { BUILTIN_MODELS, builtinModelFile, discardBuiltinModelFile, isBuiltinModelName, type BuiltinModelName } from './builtin.js';
 import type { Encoder } from './encoder.js';
 import { EncoderError } from './errors.js';
+import { isClipFolder, openClipImageEncoder, openClipTextEncoder } from './clip-folder.js';
 import { hubModelFolder, offlineHubModelError, parseHubModelId } from './hf-folder.js';
 import { modelCacheDir } from './model-cache.js';
 import { OnnxEncoder, type OnnxEncoderOptions } from './onnx-encoder.js';
+import type { TextEncoder } from './text-encoder.js';
 
 export const DEFAULT_ENCODER = 'mobilenet_v2';
 
@@ -52,13 +54,38 @@ export async function openEncoder(nameOrPath: string = DEFAULT_ENCODER, options:
   if (hubId !== undefined) {
     const folder = hubModelFolder(modelCacheDir(options.cacheDir), hubId);
     if (!existsSync(folder)) throw offlineHubModelError(hubId, folder, !nameOrPath.startsWith('hf:'));
-    return OnnxEncoder.open(folder, { name: hubId.replace('/', '--'), ...options });
+    return openModelPath(folder, { name: hubId.replace('/', '--'), ...options });
   }
-  if (existsSync(nameOrPath)) return OnnxEncoder.open(nameOrPath, options);
+  if (existsSync(nameOrPath)) return openModelPath(nameOrPath, options);
   if (!/[/\\.]/.test(nameOrPath)) {
     throw new EncoderError('UNKNOWN_ENCODER', nameOrPath, `unknown encoder; built-in: ${listEncoders().map((e) => e.name).join(', ')}; or give a path to an .onnx file or a model folder`);
   }
   throw new EncoderError('NOT_FOUND', nameOrPath, 'no such model file or folder');
+}
+
+/** A two-tower folder opens its image tower with the pair pinned in the id; anything else as one model. */
+function openModelPath(path: string, options: OnnxEncoderOptions): Promise<OnnxEncoder> {
+  if (statSync(path).isDirectory() && isClipFolder(path)) return openClipImageEncoder(path, options);
+  return OnnxEncoder.open(path, options);
+}
+
+/**
+ * The text side of an image encoder, named as the index's encoder.json names it: a CLIP-style folder (or hub
+ * id) opens its text tower, checked against `imageDim` when given. Built-in and plain ONNX encoders have no
+ * text tower: the error says what to use instead.
+ */
+export async function openTextEncoder(nameOrPath: string, options: OpenEncoderOptions & { imageDim?: number } = {}): Promise<TextEncoder> {
+  const hubId = isBuiltinModelName(nameOrPath) || nameOrPath === 'baseline' ? undefined : parseHubModelId(nameOrPath);
+  const path = hubId !== undefined ? hubModelFolder(modelCacheDir(options.cacheDir), hubId) : nameOrPath;
+  if (hubId !== undefined && !existsSync(path)) throw offlineHubModelError(hubId, path, !nameOrPath.startsWith('hf:'));
+  if (existsSync(path) && statSync(path).isDirectory() && isClipFolder(path)) {
+    return openClipTextEncoder(path, { ...(hubId ? { name: hubId.replace('/', '--') } : {}), ...options });
+  }
+  throw new EncoderError(
+    'NO_TEXT_SPACE',
+    nameOrPath,
+    'this image encoder has no text tower; index with a CLIP-style model folder (vision_model.onnx + text_model.onnx + tokenizer.json), or learn a text space from captions with `mir3d train --db DB --captions COLUMN`',
+  );
 }
 
 async function openBuiltin(name: BuiltinModelName, options: OpenEncoderOptions): Promise<OnnxEncoder> {

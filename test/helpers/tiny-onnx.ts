@@ -136,3 +136,97 @@ export function flatInput(): Uint8Array {
     output: [valueInfo('y', ['batch', 64])],
   });
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// A tiny CLIP-like pair. The image tower pools each channel (the three HU windows) and projects the three
+// means into D dims; the text tower sums its tokens' 3-d word vectors (masked) and projects them with its own
+// matrix. When word w's vector points along window c and both projections agree, a caption naming w lands
+// near images bright in window c: the pair shares one space, as a real CLIP pair does after training.
+
+const INT64_TYPE = (name: string, dims: Dim[]): OnnxTypes.IValueInfoProto => ({
+  name,
+  type: { tensorType: { elemType: INT64, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+});
+
+function imageTowerParts(projection: number[][], sizePx: number, bias?: number[]): Pick<OnnxTypes.IGraphProto, 'node' | 'initializer' | 'input' | 'output'> {
+  const dim = projection[0].length;
+  return {
+    node: [
+      node('GlobalAveragePool', ['pixel_values'], ['img_pooled']),
+      node('Flatten', ['img_pooled'], ['img_flat'], [int('axis', 1)]),
+      node('MatMul', ['img_flat', 'visual_projection'], ['img_projected']),
+      node('Add', ['img_projected', 'visual_bias'], ['image_embeds']),
+    ],
+    initializer: [floats('visual_projection', [projection.length, dim], projection.flat()), floats('visual_bias', [dim], bias ?? new Array<number>(dim).fill(0))],
+    input: [valueInfo('pixel_values', ['batch', 3, sizePx, sizePx])],
+    output: [valueInfo('image_embeds', ['batch', projection[0].length])],
+  };
+}
+
+function textTowerParts(wordVectors: number[][], projection: number[][], sequence: Dim): Pick<OnnxTypes.IGraphProto, 'node' | 'initializer' | 'input' | 'output'> {
+  return {
+    node: [
+      node('Gather', ['token_embedding', 'input_ids'], ['tok']),
+      node('Cast', ['attention_mask'], ['mask_f'], [int('to', FLOAT)]),
+      node('Unsqueeze', ['mask_f', 'axis_two'], ['mask_3d']),
+      node('Mul', ['tok', 'mask_3d'], ['tok_masked']),
+      node('ReduceSum', ['tok_masked', 'axis_one'], ['txt_sum'], [int('keepdims', 0)]),
+      node('MatMul', ['txt_sum', 'text_projection'], ['text_embeds']),
+    ],
+    initializer: [
+      floats('token_embedding', [wordVectors.length, wordVectors[0].length], wordVectors.flat()),
+      floats('text_projection', [projection.length, projection[0].length], projection.flat()),
+      int64s('axis_one', [1]),
+      int64s('axis_two', [2]),
+    ],
+    input: [INT64_TYPE('input_ids', ['batch', sequence]), INT64_TYPE('attention_mask', ['batch', sequence])],
+    output: [valueInfo('text_embeds', ['batch', projection[0].length])],
+  };
+}
+
+/** vision_model.onnx: pixel_values [N,3,S,S] → image_embeds [N,D] = channel means · projection (3×D) + bias. */
+export function tinyClipImageTower(projection: number[][], sizePx = 8, bias?: number[]): Uint8Array {
+  return model({ name: 'tiny_clip_vision', ...imageTowerParts(projection, sizePx, bias) });
+}
+
+/** text_model.onnx: input_ids, attention_mask [N,T] → text_embeds [N,D] = Σ masked word vectors (V×3) · projection (3×D).
+ * `sequence` fixes T (as exports with a static context do) or leaves it dynamic. */
+export function tinyClipTextTower(wordVectors: number[][], projection: number[][], sequence: Dim = 'sequence'): Uint8Array {
+  return model({ name: 'tiny_clip_text', ...textTowerParts(wordVectors, projection, sequence) });
+}
+
+/** model.onnx with both towers and both inputs, as Optimum exports a CLIPModel. */
+export function tinyClipCombined(wordVectors: number[][], textProjection: number[][], imageProjection: number[][], sizePx = 8): Uint8Array {
+  const image = imageTowerParts(imageProjection, sizePx);
+  const text = textTowerParts(wordVectors, textProjection, 'sequence');
+  return model({
+    name: 'tiny_clip',
+    node: [...(text.node ?? []), ...(image.node ?? [])],
+    initializer: [...(text.initializer ?? []), ...(image.initializer ?? [])],
+    input: [(text.input ?? [])[0], image.input?.[0] ?? {}, (text.input ?? [])[1]],
+    output: [...(text.output ?? []), ...(image.output ?? [])],
+  });
+}
+
+/** A WordPiece tokenizer.json (BERT layout, lower-casing) over `words`, after [PAD] [UNK] [CLS] [SEP]. */
+export function wordPieceTokenizerJson(words: string[]): string {
+  const vocab: Record<string, number> = {};
+  ['[PAD]', '[UNK]', '[CLS]', '[SEP]', ...words].forEach((w, i) => (vocab[w] = i));
+  const special = (content: string): Record<string, unknown> => ({ id: vocab[content], content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  return JSON.stringify({
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: ['[PAD]', '[UNK]', '[CLS]', '[SEP]'].map(special),
+    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    pre_tokenizer: { type: 'BertPreTokenizer' },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }, { SpecialToken: { id: '[SEP]', type_id: 1 } }],
+      special_tokens: { '[CLS]': { id: '[CLS]', ids: [vocab['[CLS]']], tokens: ['[CLS]'] }, '[SEP]': { id: '[SEP]', ids: [vocab['[SEP]']], tokens: ['[SEP]'] } },
+    },
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+  });
+}
