@@ -19,6 +19,8 @@ export type StoreErrorCode =
   | 'BAD_VECTORS'
   /** A search request that cannot be answered as given (k, query length, unknown pooling). */
   | 'BAD_QUERY'
+  /** An artifact or state name, key or value the index cannot keep (see ArtifactStore, IndexState). */
+  | 'BAD_ARGUMENT'
   /** A write on an index opened read-only. */
   | 'READ_ONLY'
   /** Any call after close(). */

@@ -6,6 +6,8 @@
  * pages, so slice metadata next to a 1.5 MB vector BLOB would cost a walk over that BLOB at every open.
  */
 
+/** Tables added later (artifacts, state) are created on the next writable open; older indexes keep
+ * version 1 and a read-only open of one without them sees no artifacts and no state. */
 export const SCHEMA_VERSION = 1;
 
 /** 16 KiB pages: writing a 300 × 1280 float32 BLOB took 3.5 ms at 16 KiB vs 6.6 ms at the 4 KiB default
@@ -48,6 +50,34 @@ CREATE TABLE IF NOT EXISTS pooled (
   pooling    TEXT NOT NULL,
   vector     BLOB NOT NULL,
   PRIMARY KEY (volume_key, pooling)
+) WITHOUT ROWID;
+
+-- Named artifacts (learned spaces, heads, text towers …): metadata here, bytes in chunks, so that one
+-- artifact is not bound by SQLite's 1 GB BLOB limit and a put never holds two copies of a huge BLOB.
+CREATE TABLE IF NOT EXISTS artifacts (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind        TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  metadata    TEXT NOT NULL,
+  byte_length INTEGER NOT NULL,
+  sha256      TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  UNIQUE (kind, name)
+);
+
+CREATE TABLE IF NOT EXISTS artifact_chunks (
+  artifact_id INTEGER NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+  seq         INTEGER NOT NULL,
+  data        BLOB NOT NULL,
+  PRIMARY KEY (artifact_id, seq)
+);
+
+-- Small key/value state per namespace; value is JSON.
+CREATE TABLE IF NOT EXISTS state (
+  namespace TEXT NOT NULL,
+  key       TEXT NOT NULL,
+  value     TEXT NOT NULL,
+  PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 `;
 
