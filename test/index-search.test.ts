@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { demoPlan } from '../src/cli/demo.js';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { generatePhantom, LABEL } from '../src/phantom/index.js';
-import { openStore } from '../src/store/index.js';
+import { openStore, type Store } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { projectRoot, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
@@ -161,8 +161,10 @@ describe('mir3d index killed with SIGKILL', () => {
       });
       if (!exited) killedMidway++;
       await new Promise((resolve) => setTimeout(resolve, 50));
-      const store = openStore(db, { readOnly: true });
+      // Opened inside the try: a kill before the index was created leaves nothing to open (NOT_FOUND below).
+      let store: Store | undefined;
       try {
+        store = openStore(db, { readOnly: true });
         const records = store.listVolumes();
         assert.equal(new Set(records.map((r) => r.contentSha256)).size, records.length, 'no duplicate content');
         assert.equal(new Set(records.map((r) => r.sourcePath)).size, records.length, 'no duplicate source');
@@ -179,11 +181,7 @@ describe('mir3d index killed with SIGKILL', () => {
         // The index may not exist yet when the kill came before its creation.
         if (!(error instanceof Error && /NOT_FOUND/.test(error.message))) throw error;
       } finally {
-        try {
-          store.close();
-        } catch {
-          // already failed to open
-        }
+        store?.close();
       }
     }
     assert.ok(killedMidway >= 2, `only ${killedMidway} of ${kills} runs were killed before finishing`);

@@ -8,9 +8,8 @@ import type { Encoder } from '../encode/encoder.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
 import { openIndexEncoder, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
-import { DEFAULT_EXACT_BELOW_SLICES, SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
-import { openStore } from '../store/index.js';
+import { indexExists, openStore } from '../store/index.js';
 import type { ApproximateIndexCalibration, ApproximateIndexReport, Store } from '../store/types.js';
 import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
@@ -61,7 +60,7 @@ function outcomeLine(outcome: VolumeOutcome): string {
 
 /** Opens the index at `db` (creating it with the chosen encoder), and the encoder that fills it. */
 export async function openIndexForWriting(db: string, requested: EncoderSpec | undefined, onStatus: (message: string) => void): Promise<{ store: Store; encoder: Encoder }> {
-  const exists = existsSync(join(db, SQLITE_NAME));
+  const exists = indexExists(db);
   if (exists) {
     const probe = openStore(db, { readOnly: true });
     const pinned = probe.encoderId;
@@ -142,14 +141,11 @@ export function registerIndex(program: Command): void {
           },
         });
         totals = store.stats();
-        // Approximate search answers exactly below this size; above it, bring the HNSW graph up to date
-        // now (only the volumes added since its last save) so that no search pays for it.
-        if (totals.slices >= DEFAULT_EXACT_BELOW_SLICES && store.buildApproximateIndex) {
-          const builtAt = performance.now();
-          if (options.progress) process.stderr.write('updating the approximate (HNSW) index…\n');
-          ann = await store.buildApproximateIndex();
-          annSeconds = (performance.now() - builtAt) / 1000;
-        }
+        // The store updates its HNSW graph when its size calls for one (only the volumes added since the
+        // last save), so that no search pays for it.
+        const builtAt = performance.now();
+        ann = await store.prepareForSearch({ onWork: (what) => options.progress && process.stderr.write(`${what}…\n`) });
+        if (ann) annSeconds = (performance.now() - builtAt) / 1000;
       } finally {
         progress.stop();
         process.off('SIGINT', onSigint);

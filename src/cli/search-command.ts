@@ -9,9 +9,8 @@ import { openIndexEncoder } from '../ingest/encoder-spec.js';
 import { readVolume } from '../io/read.js';
 import { search, type SearchOptions } from '../search/search.js';
 import { SEARCH_METHODS, type FirstStageMethod, type FusionMethod, type SearchMethod, type SearchResult } from '../search/types.js';
-import { SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
-import { openStore } from '../store/index.js';
+import { indexExists, openStore } from '../store/index.js';
 import type { Store, VolumeFilter, VolumeRecord } from '../store/types.js';
 import { formatTable } from './format.js';
 import { collect, integer, parseLabel, positiveInteger } from './options.js';
@@ -147,7 +146,7 @@ export function registerSearch(program: Command): void {
     .option('--json', 'print JSON')
     .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
     .action(async (queryArg: string, options: SearchCommandOptions) => {
-      if (!existsSync(join(options.db, SQLITE_NAME))) throw new StoreError('NOT_FOUND', options.db, 'no index here (create one with mir3d index)');
+      if (!indexExists(options.db)) throw new StoreError('NOT_FOUND', options.db, 'no index here (create one with mir3d index)');
       if (options.fusion !== 'rrf' && options.fusion !== 'interleave') throw new InvalidArgumentError('--fusion: rrf or interleave');
       const range = rangeOf(options);
       const store = openStore(options.db, { readOnly: true });

@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../io/nifti-writer.js';
 import { readVolume } from '../io/read.js';
 import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K, search, type SearchOptions } from '../search/search.js';
 import { SEARCH_METHODS, type FirstStageMethod, type FusionMethod, type QueryVectors, type SearchMethod, type SearchResult } from '../search/types.js';
-import { SQLITE_NAME, openStore } from '../store/index.js';
+import { indexExists, openStore } from '../store/index.js';
 import type { SliceHit, SliceSearchOptions, Store, VolumeFilter, VolumeRecord } from '../store/types.js';
 import { cMirMixedDataset, findDecathlonTasks, threeDMirDataset } from './datasets/decathlon.js';
 import { localizationRun, regionQueriesOf, regionRuns, tumourRuns, type RegionQuery } from './datasets/relevance.js';
@@ -579,11 +579,14 @@ function sharingSliceSearch(store: Store): Store {
     get dim() {
       return store.dim;
     },
+    artifacts: store.artifacts,
+    state: store.state,
     stats: () => store.stats(),
     findByContent: (sha) => store.findByContent(sha),
+    findBySource: (path, seriesKey) => store.findBySource(path, seriesKey),
     getVolume: (id) => store.getVolume(id),
     listVolumes: (filter) => store.listVolumes(filter),
-    addVolume: (record, vectors, encoderId) => store.addVolume(record, vectors, encoderId),
+    addVolume: (record, vectors, encoderId, options) => store.addVolume(record, vectors, encoderId, options),
     removeVolume: (id) => store.removeVolume(id),
     getVectors: (ids) => store.getVectors(ids),
     searchSlices: (queries: Float32Array, options: SliceSearchOptions) => {
@@ -596,6 +599,7 @@ function sharingSliceSearch(store: Store): Store {
     },
     searchVolumes: (query, pooling, k, filter) => store.searchVolumes(query, pooling, k, filter),
     pooledVector: (id, pooling) => store.pooledVector(id, pooling),
+    prepareForSearch: (options) => store.prepareForSearch(options),
     close: () => store.close(),
   };
 }
@@ -606,7 +610,7 @@ function safeName(name: string): string {
 }
 
 async function openEvalIndex(dir: string, encoder: Encoder, encoderName: string): Promise<Store> {
-  if (existsSync(join(dir, SQLITE_NAME))) {
+  if (indexExists(dir)) {
     const probe = openStore(dir, { readOnly: true });
     const pinned = probe.encoderId;
     probe.close();

@@ -77,10 +77,6 @@ function isFatal(error: unknown): boolean {
   return true;
 }
 
-function sameSource(record: VolumeRecord, source: VolumeSourceRef): boolean {
-  return record.sourcePath === source.path && (record.seriesKey ?? undefined) === (source.seriesKey ?? undefined);
-}
-
 export function recordOf(volume: Volume, source: VolumeSourceRef, contentSha256: string, sliceCount: number, labels: Record<string, string | number>, niftiModality: string): VolumeRecord {
   return {
     volumeId: volumeIdOf(contentSha256),
@@ -101,8 +97,8 @@ export function recordOf(volume: Volume, source: VolumeSourceRef, contentSha256:
 /** Older entries of the same file or series whose content has since changed. */
 function staleEntries(store: Store, source: VolumeSourceRef, currentId: string): string[] {
   return store
-    .listVolumes()
-    .filter((record) => sameSource(record, source) && record.volumeId !== currentId)
+    .findBySource(source.path, source.seriesKey)
+    .filter((record) => record.volumeId !== currentId)
     .map((record) => record.volumeId);
 }
 

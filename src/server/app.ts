@@ -8,9 +8,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Encoder } from '../encode/encoder.js';
 import { ENCODER_SPEC_FILE, openIndexEncoder } from '../ingest/encoder-spec.js';
-import { SQLITE_NAME } from '../store/embedded.js';
 import { StoreError } from '../store/errors.js';
-import { openStore } from '../store/index.js';
+import { indexExists, openStore } from '../store/index.js';
 import { SEARCH_METHODS } from '../search/types.js';
 import type { Store } from '../store/types.js';
 import { locateWebAssets, packageVersion } from './assets.js';
@@ -396,7 +395,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw new ServerConfigError('NO_AUTH_NOT_LOCAL', `--no-auth serves the index to anyone who can reach ${host}; without a token the server binds only to localhost (127.0.0.1, ::1)`);
   }
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ServerConfigError('BAD_PORT', `port ${port} is not 0..65535`);
-  if (!existsSync(join(options.dbDir, SQLITE_NAME))) throw new StoreError('NOT_FOUND', options.dbDir, 'no index here (create one with mir3d index)');
+  if (!indexExists(options.dbDir)) throw new StoreError('NOT_FOUND', options.dbDir, 'no index here (create one with mir3d index)');
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   let tokenFile: TokenFile | undefined;
   if (auth) {

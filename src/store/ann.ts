@@ -78,6 +78,9 @@ export class AnnIndex {
   private calibrationValue: AnnCalibration | undefined;
   /** The calibration changed since the sidecar was written (the graph file need not be rewritten). */
   private calibrationDirty = false;
+  /** Memory-mapped from its file (shared with every other reader of it), so it cannot change: callers
+   * replace a viewed index by a loaded one before adding or removing. */
+  viewed = false;
 
   constructor(
     readonly hnsw: HnswIndex,
@@ -93,6 +96,7 @@ export class AnnIndex {
     const dim = this.hnsw.config.dim;
     const fresh = volumes.filter((v) => !this.contents.has(v.key));
     if (fresh.length === 0) return;
+    if (this.viewed) throw new Error('a memory-mapped HNSW graph cannot change');
     let rows = 0;
     for (const v of fresh) rows += v.vectors.length / dim;
     const keys = rangeKeys(this.nextKey, rows);
@@ -114,6 +118,7 @@ export class AnnIndex {
     const volume = this.contents.get(key);
     if (volume === undefined) return false;
     const { rows, base } = volume;
+    if (this.viewed) throw new Error('a memory-mapped HNSW graph cannot change');
     this.hnsw.remove(rangeKeys(base, rows));
     this.contents.delete(key);
     this.lookup = undefined;
@@ -232,10 +237,11 @@ export class AnnIndex {
   }
 
   /**
-   * Loads the graph the sidecar names. Returns a reason instead when it cannot be used as it is (missing,
-   * unreadable, another encoder or HNSW shape): the caller then builds a new one.
+   * Loads the graph the sidecar names (`view`: memory-maps it read-only instead of reading it into private
+   * memory). Returns a reason instead when it cannot be used as it is (missing, unreadable, another
+   * encoder or HNSW shape): the caller then builds a new one.
    */
-  static load(dir: string, encoderId: string, config: HnswConfig): { index: AnnIndex } | { problem: string } {
+  static load(dir: string, encoderId: string, config: HnswConfig, options: { view?: boolean } = {}): { index: AnnIndex } | { problem: string } {
     const sidecarPath = join(dir, SIDECAR_NAME);
     if (!existsSync(sidecarPath)) return { problem: 'no approximate index yet' };
     let sidecar: Sidecar;
@@ -258,7 +264,8 @@ export class AnnIndex {
     if (fileCrc32(file) !== sidecar.crc32) return { problem: `${sidecar.file} fails its checksum` };
     const hnsw = new HnswIndex(config);
     try {
-      hnsw.load(file);
+      if (options.view) hnsw.view(file);
+      else hnsw.load(file);
     } catch (cause) {
       return { problem: `usearch cannot read ${sidecar.file} (${cause instanceof Error ? cause.message : String(cause)})` };
     }
@@ -276,6 +283,7 @@ export class AnnIndex {
     index.savedCrc32 = sidecar.crc32;
     if (sidecar.calibration && Number.isInteger(sidecar.calibration.ef) && sidecar.calibration.ef > 0) index.calibrationValue = sidecar.calibration;
     index.dirty = false;
+    index.viewed = options.view ?? false;
     return { index };
   }
 

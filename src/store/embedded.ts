@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { exactTopK, type RowBlock } from '../compute/topk.js';
 import { computeSessions, type ComputeOptions, type ComputeProvider } from '../compute/runtime.js';
 import { AnnIndex, MAX_SLICES_PER_VOLUME } from './ann.js';
+import { SqliteArtifacts, SqliteState } from './artifacts.js';
 import { StoreError } from './errors.js';
 import { compileFilter, isEmptyFilter, type VolumePredicate } from './filter.js';
 import { poolAll } from './pooling.js';
@@ -25,6 +26,7 @@ import { assertLittleEndian, blobOf, CREATE_TABLES, float32Of, float64Of, int32O
 import { DEFAULT_BLOCK_BYTES, SliceMatrix } from './slice-matrix.js';
 import {
   POOLINGS,
+  type AddVolumeOptions,
   type ApproximateIndexCalibration,
   type ApproximateIndexReport,
   type Pooling,
@@ -40,6 +42,11 @@ import {
 import { HnswIndex, type HnswConfig } from './usearch.js';
 
 export const SQLITE_NAME = 'index.sqlite';
+
+/** Whether `dir` holds an index (without opening it). */
+export function indexExists(dir: string): boolean {
+  return existsSync(join(dir, SQLITE_NAME));
+}
 
 export interface HnswOptions {
   /** M. Default 16. */
@@ -197,6 +204,8 @@ export class EmbeddedStore implements Store {
   private readonly entries = new Map<number, Entry>();
   private readonly keyByVolumeId = new Map<string, number>();
   private readonly keyByContent = new Map<string, number>();
+  /** sourceKey(path, series) → keys: the indexer asks per volume, so a scan would be quadratic. */
+  private readonly keysBySource = new Map<string, Set<number>>();
   private sliceTotal = 0;
   private matrix: SliceMatrix | undefined;
   private readonly pooledMatrices = new Map<Pooling, SliceMatrix>();
@@ -208,6 +217,8 @@ export class EmbeddedStore implements Store {
   private readonly hnswConfig: HnswConfig;
   private readonly threads: number;
   private readonly statements: ReturnType<typeof prepareStatements>;
+  readonly artifacts: SqliteArtifacts;
+  readonly state: SqliteState;
 
   constructor(
     readonly dir: string,
@@ -224,6 +235,9 @@ export class EmbeddedStore implements Store {
       expansionAdd: options.hnsw?.expansionAdd ?? 128,
     };
     this.statements = prepareStatements(db);
+    const guard = { dir, checkReadable: () => this.checkOpen(), checkWritable: () => this.checkWritable() };
+    this.artifacts = new SqliteArtifacts(db, guard);
+    this.state = new SqliteState(db, guard);
     this.dataVersion = this.readDataVersion();
     this.reconcile();
     if (!readOnly) AnnIndex.removeLeftovers(dir);
@@ -241,6 +255,12 @@ export class EmbeddedStore implements Store {
     this.refresh();
     const key = this.keyByContent.get(contentSha256);
     return key === undefined ? undefined : copyRecord(this.entries.get(key)!.record);
+  }
+
+  findBySource(sourcePath: string, seriesKey?: string): VolumeRecord[] {
+    this.refresh();
+    const keys = this.keysBySource.get(sourceKey(sourcePath, seriesKey));
+    return keys ? [...keys].sort((a, b) => a - b).map((key) => copyRecord(this.entries.get(key)!.record)) : [];
   }
 
   getVolume(volumeId: string): VolumeRecord | undefined {
@@ -279,6 +299,7 @@ export class EmbeddedStore implements Store {
         exactMatrixLoaded: this.matrix !== undefined,
         exactMatrixBytes: this.matrix ? this.matrix.blocks.reduce((s, b) => s + b.vectors.byteLength, 0) : 0,
         approximateIndexLoaded: this.ann !== undefined,
+        approximateIndexMapped: this.ann?.viewed ?? false,
       },
     };
   }
@@ -286,12 +307,14 @@ export class EmbeddedStore implements Store {
   // -------------------------------------------------------------------------------------------------
   // Writes.
 
-  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string): void {
+  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string, options: AddVolumeOptions = {}): void {
     this.checkWritable();
     if (encoderId !== this.encoderId) {
       throw new StoreError('ENCODER_MISMATCH', this.dir, `vectors of encoder '${encoderId}' cannot go into an index of encoder '${this.encoderId}'`);
     }
     this.validate(record, vectors);
+    const stateEntries = options.state ?? [];
+    this.state.check(stateEntries);
     const pooled = poolAll(vectors.vectors, this.dim);
     const s = this.statements;
     const write = this.db.transaction(() => {
@@ -305,6 +328,7 @@ export class EmbeddedStore implements Store {
       s.insertSlices.run(key, blobOf(vectors.sliceIndices), blobOf(vectors.zMm));
       s.insertVectors.run(key, record.sliceCount, blobOf(vectors.vectors));
       for (const pooling of POOLINGS) s.insertPooled.run(key, pooling, blobOf(pooled[pooling]));
+      if (stateEntries.length > 0) this.state.write(stateEntries);
       return { key, oldKey: old?.id };
     });
     // IMMEDIATE takes the write lock up front, so two writing processes queue instead of deadlocking.
@@ -368,7 +392,10 @@ export class EmbeddedStore implements Store {
     const filtered = !isEmptyFilter(options.filter);
     let hits: Hit[][];
     if (options.mode === 'approximate') {
-      hits = await this.approximateSearch(queries, options.k, allowed, filtered);
+      if (options.ef !== undefined && (!Number.isInteger(options.ef) || options.ef <= 0)) {
+        throw new StoreError('BAD_QUERY', this.dir, `ef must be a positive integer, got ${options.ef}`);
+      }
+      hits = await this.approximateSearch(queries, options.k, allowed, filtered, options.ef);
     } else if (options.mode === 'exact') {
       hits = await this.exactSearch(this.ensureMatrix(), queries, options.k, allowed, filtered);
     } else {
@@ -386,6 +413,18 @@ export class EmbeddedStore implements Store {
     return hits[0].map((h) => ({ volumeId: this.entries.get(h.key)!.record.volumeId, similarity: h.similarity }));
   }
 
+  /** Above `exactBelowSlices` approximate searches use the graph: bring it up to date now, not at the first search. */
+  async prepareForSearch(options: { onWork?: (what: string) => void } = {}): Promise<ApproximateIndexReport | undefined> {
+    this.refresh();
+    if (!this.graphNeeded()) return undefined;
+    options.onWork?.('updating the approximate (HNSW) index');
+    return this.buildApproximateIndex();
+  }
+
+  private graphNeeded(): boolean {
+    return this.sliceTotal >= (this.options.exactBelowSlices ?? DEFAULT_EXACT_BELOW_SLICES);
+  }
+
   /**
    * Brings the HNSW index up to date with the volumes (adds missing ones, removes deleted ones, rebuilds
    * it when unreadable, built for other parameters or full of tombstones) and saves it when writable.
@@ -393,7 +432,7 @@ export class EmbeddedStore implements Store {
   async buildApproximateIndex(): Promise<ApproximateIndexReport> {
     this.refresh();
     const target = this.options.hnsw?.targetRecall ?? DEFAULT_TARGET_RECALL;
-    const needed = this.sliceTotal >= (this.options.exactBelowSlices ?? DEFAULT_EXACT_BELOW_SLICES);
+    const needed = this.graphNeeded();
     let heldOut: number[] = [];
     const report = this.ensureAnn((missing, ann) => {
       if (!needed) return new Set();
@@ -615,10 +654,8 @@ export class EmbeddedStore implements Store {
     return hits;
   }
 
-  private async approximateSearch(queries: Float32Array, k: number, allowed: VolumePredicate, filtered: boolean): Promise<Hit[][]> {
-    if (this.sliceTotal < (this.options.exactBelowSlices ?? DEFAULT_EXACT_BELOW_SLICES)) {
-      return this.exactSearch(this.ensureMatrix(), queries, k, allowed, filtered);
-    }
+  private async approximateSearch(queries: Float32Array, k: number, allowed: VolumePredicate, filtered: boolean, ef: number | undefined): Promise<Hit[][]> {
+    if (!this.graphNeeded()) return this.exactSearch(this.ensureMatrix(), queries, k, allowed, filtered);
     this.ensureAnn();
     const ann = this.ann!;
     const queryCount = queries.length / this.dim;
@@ -632,7 +669,7 @@ export class EmbeddedStore implements Store {
       }
     }
     const fetch = Math.min(Math.max(1, ann.liveSlices), filtered ? ANN_OVERFETCH * k : k);
-    const found = ann.search(queries, fetch, this.threads, this.efSearch(ann));
+    const found = ann.search(queries, fetch, this.threads, ef ?? this.efSearch(ann));
     const hits: Hit[][] = [];
     const short: number[] = [];
     const want = Math.min(k, allowedSlices);
@@ -698,8 +735,14 @@ export class EmbeddedStore implements Store {
   private ensureAnn(holdOut?: (missing: number[], ann: AnnIndex) => Set<number>): ApproximateIndexReport {
     let rebuilt = false;
     let reason: string | undefined;
+    if (this.ann?.viewed && !this.annMatchesEntries(this.ann)) this.ann = undefined;
     if (!this.ann) {
-      const loaded = AnnIndex.load(this.dir, this.encoderId, this.hnswConfig);
+      // A read-only store memory-maps a graph that holds exactly its volumes: every reader of the file
+      // (a pool of search workers) then shares one copy of its pages. Anything to repair needs a private copy.
+      let loaded = AnnIndex.load(this.dir, this.encoderId, this.hnswConfig, { view: this.readOnly });
+      if ('index' in loaded && loaded.index.viewed && !this.annMatchesEntries(loaded.index)) {
+        loaded = AnnIndex.load(this.dir, this.encoderId, this.hnswConfig);
+      }
       if ('index' in loaded) {
         this.ann = loaded.index;
       } else {
@@ -750,16 +793,29 @@ export class EmbeddedStore implements Store {
     return report;
   }
 
+  /** Whether the graph holds exactly the live volumes (nothing to add, nothing to remove). */
+  private annMatchesEntries(ann: AnnIndex): boolean {
+    if (ann.contents.size !== this.entries.size) return false;
+    for (const key of ann.contents.keys()) if (!this.entries.has(key)) return false;
+    return true;
+  }
+
   private remember(entry: Entry, vectors: Float32Array | undefined, pooled: Record<Pooling, Float32Array> | undefined): void {
     this.entries.set(entry.key, entry);
     this.keyByVolumeId.set(entry.record.volumeId, entry.key);
     this.keyByContent.set(entry.record.contentSha256, entry.key);
+    const source = sourceKey(entry.record.sourcePath, entry.record.seriesKey);
+    let keys = this.keysBySource.get(source);
+    if (!keys) this.keysBySource.set(source, (keys = new Set()));
+    keys.add(entry.key);
     this.sliceTotal += entry.record.sliceCount;
     if (this.matrix) this.matrix.add(entry.key, vectors ?? this.readVectors(entry.key)!);
     for (const [pooling, matrix] of this.pooledMatrices) {
       const vector = pooled?.[pooling] ?? this.readPooled(entry.key, pooling);
       if (vector) matrix.add(entry.key, vector);
     }
+    // A memory-mapped graph cannot change: the next approximate search loads one that can.
+    if (this.ann?.viewed) this.ann = undefined;
     if (this.ann) this.ann.addVolumes([{ key: entry.key, vectors: vectors ?? this.readVectors(entry.key)! }], this.threads);
   }
 
@@ -769,9 +825,14 @@ export class EmbeddedStore implements Store {
     this.entries.delete(key);
     if (this.keyByVolumeId.get(entry.record.volumeId) === key) this.keyByVolumeId.delete(entry.record.volumeId);
     if (this.keyByContent.get(entry.record.contentSha256) === key) this.keyByContent.delete(entry.record.contentSha256);
+    const source = sourceKey(entry.record.sourcePath, entry.record.seriesKey);
+    const keys = this.keysBySource.get(source);
+    keys?.delete(key);
+    if (keys?.size === 0) this.keysBySource.delete(source);
     this.sliceTotal -= entry.record.sliceCount;
     this.matrix?.remove(key);
     for (const matrix of this.pooledMatrices.values()) matrix.remove(key);
+    if (this.ann?.viewed) this.ann = undefined;
     this.ann?.removeVolume(key);
   }
 
@@ -793,8 +854,12 @@ export class EmbeddedStore implements Store {
     for (const key of [...this.entries.keys()]) if (!present.has(key)) this.forget(key);
   }
 
-  private refresh(): void {
+  private checkOpen(): void {
     if (this.closed) throw new StoreError('CLOSED', this.dir, 'the index is closed');
+  }
+
+  private refresh(): void {
+    this.checkOpen();
     const version = this.readDataVersion();
     if (version !== this.dataVersion) {
       this.dataVersion = version;
@@ -887,6 +952,11 @@ function deleteRows(s: ReturnType<typeof prepareStatements>, key: number): void 
 
 function checkPooling(dir: string, pooling: Pooling): void {
   if (!POOLINGS.includes(pooling)) throw new StoreError('BAD_QUERY', dir, `unknown pooling '${String(pooling)}' (${POOLINGS.join(', ')})`);
+}
+
+/** One map key per (file, series); NUL cannot occur in a path. */
+function sourceKey(sourcePath: string, seriesKey: string | undefined): string {
+  return `${sourcePath}\u0000${seriesKey ?? ''}`;
 }
 
 function copyRecord(record: VolumeRecord): VolumeRecord {

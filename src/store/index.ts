@@ -6,7 +6,8 @@ export * from './types.js';
 export { StoreError, isStoreError, type StoreErrorCode } from './errors.js';
 export { poolAll, poolVectors } from './pooling.js';
 export { compileFilter, isEmptyFilter } from './filter.js';
-export { EmbeddedStore, SQLITE_NAME, type HnswOptions, type OpenStoreOptions } from './embedded.js';
+export { checkArtifactKey, checkJson, checkStateKey } from './artifacts.js';
+export { indexExists, type EmbeddedStore, type HnswOptions, type OpenStoreOptions } from './embedded.js';
 
 /**
  * Opens (or, with `encoderId` and `dim`, creates) the index in directory `dir`. An existing index opened

@@ -1,9 +1,10 @@
 import type { Mat4, Vec3 } from '../io/volume.js';
 
 /**
- * The archive index as the search stage sees it. The embedded implementation (SQLite + in-memory
- * matrices + an HNSW file) sits behind this interface so that an archive that outgrows one machine can
- * swap in a distributed vector engine without touching search, cli or server.
+ * The archive index as every other stage sees it. The embedded implementation (a SQLite catalogue, a flat
+ * exact engine over in-memory matrices, an HNSW graph file) sits behind this interface so that an archive
+ * that outgrows one machine can swap in a distributed vector engine without touching search, cli or
+ * server. `test/helpers/store-contract.ts` is the behaviour any implementation must show.
  */
 
 /** Volume-level pooling of slice embeddings (3D-MIR method 2); each result is L2-normalized. */
@@ -74,6 +75,9 @@ export interface SliceSearchOptions {
    * exact is faster). */
   mode: 'exact' | 'approximate';
   filter?: VolumeFilter;
+  /** Approximate only: the width of this search (HNSW ef_search) instead of the index's calibrated one;
+   * wider finds more of the true neighbours and costs time. Ignored by exact search. */
+  ef?: number;
 }
 
 export interface VolumeHit {
@@ -81,18 +85,109 @@ export interface VolumeHit {
   similarity: number;
 }
 
+/** A value kept as JSON (artifact metadata, index state). */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** What the index knows about a named artifact, without its bytes. */
+export interface ArtifactInfo {
+  /** What it is, e.g. 'space', 'projection-head', 'text-tower', 'tokenizer': lower-case letters, digits,
+   * '.', '_', '-' (at most 64). */
+  kind: string;
+  /** Its name within the kind (1–200 printable characters). */
+  name: string;
+  metadata: JsonObject;
+  byteLength: number;
+  /** SHA-256 (hex) of the bytes, so a caller can pin exactly which artifact it used. */
+  sha256: string;
+  /** ISO time of the last put. */
+  updatedAt: string;
+}
+
+export interface Artifact extends ArtifactInfo {
+  bytes: Uint8Array;
+}
+
+/**
+ * Named blobs kept inside the index with JSON metadata: learned spaces (normalizations, ONNX projection
+ * heads), text towers, tokenizers … Each put or delete is one transaction: a reader sees the old artifact
+ * or the new one, never a mix of one's bytes and the other's metadata, and a crash leaves one of the two.
+ * They live and die with the index (copying the index directory copies them). Large artifacts are fine
+ * (kept in chunks; a get reads the whole artifact into memory).
+ */
+export interface ArtifactStore {
+  /** Adds or replaces the artifact (kind, name). */
+  put(kind: string, name: string, bytes: Uint8Array, metadata?: JsonObject): ArtifactInfo;
+  get(kind: string, name: string): Artifact | undefined;
+  /** Metadata only (no bytes read). */
+  info(kind: string, name: string): ArtifactInfo | undefined;
+  /** Every artifact (of one kind), ordered by kind then name. */
+  list(kind?: string): ArtifactInfo[];
+  /** False when it was not there. */
+  delete(kind: string, name: string): boolean;
+}
+
+/**
+ * Small key/value state kept with the index, grouped in namespaces (e.g. a DICOMweb source's sync state:
+ * series UID hash → when it was last seen). Values are JSON. Each call is one transaction; `setMany`
+ * writes all its entries in one, and `Store.addVolume` can write entries in the volume's own transaction
+ * (so "this series is indexed" is recorded exactly when its volume is). Namespaces and keys: 1–200
+ * printable characters. Not for patient identifiers: hash or pseudonymize keys first.
+ */
+export interface IndexState {
+  get(namespace: string, key: string): JsonValue | undefined;
+  set(namespace: string, key: string, value: JsonValue): void;
+  setMany(namespace: string, entries: Iterable<readonly [string, JsonValue]>): void;
+  /** False when it was not there. */
+  delete(namespace: string, key: string): boolean;
+  /** Entries of a namespace ordered by key (only keys starting with `prefix` when given). */
+  list(namespace: string, prefix?: string): Array<{ key: string; value: JsonValue }>;
+  /** Deletes a whole namespace; returns how many entries it held. */
+  clear(namespace: string): number;
+}
+
+/** An index state entry written together with a volume (see `AddVolumeOptions`). */
+export interface StateEntry {
+  namespace: string;
+  key: string;
+  value: JsonValue;
+}
+
+export interface AddVolumeOptions {
+  /** State entries committed in the volume's own transaction: both are there after a crash, or neither. */
+  state?: readonly StateEntry[];
+}
+
+/**
+ * Every stage reaches the index through this interface.
+ *
+ * Concurrency: one process (or thread) writes at a time; any number read. A read-only store (embedded:
+ * `openStore(dir, { readOnly: true })`) never changes the index: it creates no tables, saves no graph and
+ * deletes nothing, and sees other connections' commits at its next call. Several worker threads may each
+ * open the same index read-only at once (a search worker pool); each then holds its own slice matrix,
+ * loaded at its first exact search (ONNX Runtime's Node binding refuses SharedArrayBuffer-backed tensors,
+ * so a shared matrix would cost a copy per search), while an up-to-date HNSW graph is memory-mapped, so
+ * its pages are shared by every reader of the file.
+ */
 export interface Store {
   /** The encoder whose vectors this index holds; other encoders' vectors are refused. */
   readonly encoderId: string;
   readonly dim: number;
+  /** Named artifacts kept in the index (learned spaces, heads, text towers …). */
+  readonly artifacts: ArtifactStore;
+  /** Small per-index key/value state (e.g. a PACS source's sync state). */
+  readonly state: IndexState;
   /** Number of volumes and slices currently in the index. */
   stats(): { volumes: number; slices: number };
   findByContent(contentSha256: string): VolumeRecord | undefined;
+  /** Volumes read from this source: the same `sourcePath` and the same `seriesKey` (absent matches
+   * absent). Usually one; more while a changed file's old entry awaits removal. Constant time. */
+  findBySource(sourcePath: string, seriesKey?: string): VolumeRecord[];
   getVolume(volumeId: string): VolumeRecord | undefined;
   listVolumes(filter?: VolumeFilter): VolumeRecord[];
   /** Adds (or replaces, same volumeId) a volume and its vectors atomically: after a crash the volume is
    * either wholly present or absent. `encoderId` must equal the index's. */
-  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string): void;
+  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string, options?: AddVolumeOptions): void;
   /** Removes a volume atomically; false when it was not there. */
   removeVolume(volumeId: string): boolean;
   /** Slice vectors of the given volumes (the re-ranking stage reads 50 candidates at once). Unknown ids
@@ -104,9 +199,14 @@ export interface Store {
   searchVolumes(query: Float32Array, pooling: Pooling, k: number, filter?: VolumeFilter): Promise<VolumeHit[]>;
   /** Pooled vector of an indexed volume. */
   pooledVector(volumeId: string, pooling: Pooling): Float32Array | undefined;
-  /** Brings the approximate index up to date with the volumes and persists it. Approximate searches do
-   * this lazily; an indexer calls it once at the end so that the first search does not pay for it.
-   * Optional (as is `info`) so that test doubles of the Store need not implement it. */
+  /** Call after a batch of writes (the end of an indexing run): the store brings whatever derived search
+   * structures its size calls for up to date, so that no search pays for them. The embedded store updates
+   * (and calibrates) its HNSW graph once the index reaches the size where approximate search uses it;
+   * below that it does nothing and returns undefined. `onWork` is told before any long work starts. */
+  prepareForSearch(options?: { onWork?: (what: string) => void }): Promise<ApproximateIndexReport | undefined>;
+  /** Brings the approximate index up to date with the volumes and persists it, whatever the index's size.
+   * Approximate searches do this lazily; `prepareForSearch` calls it when it is needed. Optional (as is
+   * `info`) so that an engine without a graph need not implement it. */
   buildApproximateIndex?(): Promise<ApproximateIndexReport>;
   /** Sizes, settings and which engine pieces are loaded (for `mir3d info`, logs and benchmarks). */
   info?(): StoreInfo;
@@ -176,5 +276,8 @@ export interface StoreInfo {
     /** Bytes allocated for in-memory slice vectors (block capacity, not only live rows). */
     exactMatrixBytes: number;
     approximateIndexLoaded: boolean;
+    /** The graph is memory-mapped from its file (read-only stores whose graph is up to date), so every
+     * reader of that file shares its pages. */
+    approximateIndexMapped: boolean;
   };
 }

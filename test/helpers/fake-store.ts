@@ -1,12 +1,20 @@
 /**
  * An in-memory Store for testing the search orchestrator: brute-force exact kNN over every slice, pooled
  * vectors computed on the fly, and a log of the calls so tests can check what the orchestrator asked
- * for. A test double only; the real store has its own tests.
+ * for. A test double only; it passes the same contract suite as the embedded store
+ * (test/store-contract.test.ts), which is also what keeps it honest.
  */
-import { compileFilter } from '../../src/store/filter.js';
-import { poolVectors } from '../../src/store/pooling.js';
+import { checkArtifactKey, checkJson, checkStateKey, compileFilter, poolVectors, StoreError } from '../../src/store/index.js';
+import { createHash } from 'node:crypto';
 import type {
+  AddVolumeOptions,
   ApproximateIndexReport,
+  Artifact,
+  ArtifactInfo,
+  ArtifactStore,
+  IndexState,
+  JsonObject,
+  JsonValue,
   Pooling,
   SliceHit,
   SliceSearchOptions,
@@ -24,9 +32,104 @@ export interface FakeStoreCalls {
   getVectors: string[][];
 }
 
+const DIR = '(memory)';
+
+class MemoryArtifacts implements ArtifactStore {
+  private readonly items = new Map<string, Artifact>();
+
+  put(kind: string, name: string, bytes: Uint8Array, metadata: JsonObject = {}): ArtifactInfo {
+    checkArtifactKey(DIR, kind, name);
+    checkJson(DIR, 'metadata', metadata);
+    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new StoreError('BAD_ARGUMENT', DIR, 'metadata must be a JSON object');
+    const artifact: Artifact = {
+      kind,
+      name,
+      metadata: structuredClone(metadata),
+      byteLength: bytes.byteLength,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      updatedAt: new Date().toISOString(),
+      bytes: bytes.slice(),
+    };
+    this.items.set(`${kind}\u0000${name}`, artifact);
+    return infoOf(artifact);
+  }
+
+  get(kind: string, name: string): Artifact | undefined {
+    checkArtifactKey(DIR, kind, name);
+    const a = this.items.get(`${kind}\u0000${name}`);
+    return a ? { ...infoOf(a), bytes: a.bytes.slice() } : undefined;
+  }
+
+  info(kind: string, name: string): ArtifactInfo | undefined {
+    const a = this.get(kind, name);
+    return a ? infoOf(a) : undefined;
+  }
+
+  list(kind?: string): ArtifactInfo[] {
+    return [...this.items.values()]
+      .filter((a) => kind === undefined || a.kind === kind)
+      .sort((a, b) => compare(a.kind, b.kind) || compare(a.name, b.name))
+      .map(infoOf);
+  }
+
+  delete(kind: string, name: string): boolean {
+    checkArtifactKey(DIR, kind, name);
+    return this.items.delete(`${kind}\u0000${name}`);
+  }
+}
+
+function infoOf(a: Artifact): ArtifactInfo {
+  return { kind: a.kind, name: a.name, metadata: structuredClone(a.metadata), byteLength: a.byteLength, sha256: a.sha256, updatedAt: a.updatedAt };
+}
+
+class MemoryState implements IndexState {
+  readonly namespaces = new Map<string, Map<string, string>>();
+
+  get(namespace: string, key: string): JsonValue | undefined {
+    checkStateKey(DIR, namespace, key);
+    const value = this.namespaces.get(namespace)?.get(key);
+    return value === undefined ? undefined : (JSON.parse(value) as JsonValue);
+  }
+
+  set(namespace: string, key: string, value: JsonValue): void {
+    this.setMany(namespace, [[key, value]]);
+  }
+
+  setMany(namespace: string, entries: Iterable<readonly [string, JsonValue]>): void {
+    const list = [...entries];
+    for (const [key, value] of list) {
+      checkStateKey(DIR, namespace, key);
+      checkJson(DIR, 'value', value);
+    }
+    let map = this.namespaces.get(namespace);
+    if (!map) this.namespaces.set(namespace, (map = new Map()));
+    for (const [key, value] of list) map.set(key, JSON.stringify(value));
+  }
+
+  delete(namespace: string, key: string): boolean {
+    checkStateKey(DIR, namespace, key);
+    return this.namespaces.get(namespace)?.delete(key) ?? false;
+  }
+
+  list(namespace: string, prefix?: string): Array<{ key: string; value: JsonValue }> {
+    return [...(this.namespaces.get(namespace) ?? new Map<string, string>()).entries()]
+      .filter(([key]) => prefix === undefined || key.startsWith(prefix))
+      .sort((a, b) => compare(a[0], b[0]))
+      .map(([key, value]) => ({ key, value: JSON.parse(value) as JsonValue }));
+  }
+
+  clear(namespace: string): number {
+    const n = this.namespaces.get(namespace)?.size ?? 0;
+    this.namespaces.delete(namespace);
+    return n;
+  }
+}
+
 export class FakeStore implements Store {
   readonly calls: FakeStoreCalls = { searchSlices: [], searchVolumes: [], getVectors: [] };
   private readonly volumes = new Map<string, { record: VolumeRecord; vectors: VolumeVectors }>();
+  readonly artifacts = new MemoryArtifacts();
+  readonly state = new MemoryState();
 
   constructor(
     readonly dim: number,
@@ -44,6 +147,10 @@ export class FakeStore implements Store {
     return undefined;
   }
 
+  findBySource(sourcePath: string, seriesKey?: string): VolumeRecord[] {
+    return [...this.volumes.values()].map((v) => v.record).filter((r) => r.sourcePath === sourcePath && r.seriesKey === seriesKey);
+  }
+
   getVolume(volumeId: string): VolumeRecord | undefined {
     return this.volumes.get(volumeId)?.record;
   }
@@ -53,10 +160,20 @@ export class FakeStore implements Store {
     return [...this.volumes.values()].map((v) => v.record).filter(keep);
   }
 
-  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string): void {
-    if (encoderId !== this.encoderId) throw new Error(`encoder ${encoderId} is not the index's ${this.encoderId}`);
-    if (vectors.dim !== this.dim) throw new Error(`vectors are ${vectors.dim}-d, index ${this.dim}-d`);
+  addVolume(record: VolumeRecord, vectors: VolumeVectors, encoderId: string, options: AddVolumeOptions = {}): void {
+    if (encoderId !== this.encoderId) throw new StoreError('ENCODER_MISMATCH', DIR, `encoder ${encoderId} is not the index's ${this.encoderId}`);
+    if (vectors.dim !== this.dim) throw new StoreError('DIM_MISMATCH', DIR, `vectors are ${vectors.dim}-d, index ${this.dim}-d`);
+    if (vectors.volumeId !== record.volumeId || vectors.sliceIndices.length !== record.sliceCount || vectors.vectors.length !== record.sliceCount * this.dim || vectors.zMm.length !== record.sliceCount) {
+      throw new StoreError('BAD_VECTORS', DIR, `volume ${record.volumeId}: record and vectors disagree`);
+    }
+    const twin = this.findByContent(record.contentSha256);
+    if (twin && twin.volumeId !== record.volumeId) throw new StoreError('DUPLICATE_CONTENT', DIR, `volume ${record.volumeId} has the voxels of ${twin.volumeId}`);
+    for (const entry of options.state ?? []) {
+      checkStateKey(DIR, entry.namespace, entry.key);
+      checkJson(DIR, 'value', entry.value);
+    }
     this.volumes.set(record.volumeId, { record, vectors });
+    for (const entry of options.state ?? []) this.state.set(entry.namespace, entry.key, entry.value);
   }
 
   removeVolume(volumeId: string): boolean {
@@ -74,6 +191,8 @@ export class FakeStore implements Store {
   }
 
   async searchSlices(queries: Float32Array, options: SliceSearchOptions): Promise<SliceHit[][]> {
+    checkQuery(queries, this.dim, options.k);
+    if (options.ef !== undefined && (!Number.isInteger(options.ef) || options.ef <= 0)) throw new StoreError('BAD_QUERY', DIR, `ef must be a positive integer, got ${options.ef}`);
     const rows = queries.length / this.dim;
     this.calls.searchSlices.push({ rows, options });
     const keep = compileFilter(options.filter);
@@ -94,6 +213,7 @@ export class FakeStore implements Store {
   }
 
   async searchVolumes(query: Float32Array, pooling: Pooling, k: number, filter?: VolumeFilter): Promise<VolumeHit[]> {
+    checkQuery(query, this.dim, k);
     this.calls.searchVolumes.push({ pooling, k, ...(filter ? { filter } : {}), query: query.slice() });
     const keep = compileFilter(filter);
     const hits = [...this.volumes.values()]
@@ -106,6 +226,10 @@ export class FakeStore implements Store {
   pooledVector(volumeId: string, pooling: Pooling): Float32Array | undefined {
     const v = this.volumes.get(volumeId);
     return v ? this.pooled(v.vectors, pooling) : undefined;
+  }
+
+  async prepareForSearch(): Promise<ApproximateIndexReport | undefined> {
+    return undefined;
   }
 
   async buildApproximateIndex(): Promise<ApproximateIndexReport> {
@@ -125,7 +249,7 @@ export class FakeStore implements Store {
       slices,
       sqliteBytes: 0,
       approximateIndexBytes: 0,
-      memory: { exactMatrixLoaded: true, exactMatrixBytes: slices * this.dim * 4, approximateIndexLoaded: false },
+      memory: { exactMatrixLoaded: true, exactMatrixBytes: slices * this.dim * 4, approximateIndexLoaded: false, approximateIndexMapped: false },
     };
   }
 
@@ -172,6 +296,11 @@ export function fakeVectors(volumeId: string, rows: number[][], zStepMm = 5, fir
     zMm: Float64Array.from(rows, (_, r) => (firstSlice + r) * zStepMm),
     vectors,
   };
+}
+
+function checkQuery(queries: Float32Array, dim: number, k: number): void {
+  if (!Number.isInteger(k) || k <= 0) throw new StoreError('BAD_QUERY', DIR, `k must be a positive integer, got ${k}`);
+  if (queries.length === 0 || queries.length % dim !== 0) throw new StoreError('BAD_QUERY', DIR, `queries hold ${queries.length} floats, not rows of ${dim}`);
 }
 
 function dot(q: Float32Array, rows: Float32Array, row: number, dim: number): number {
