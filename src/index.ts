@@ -21,4 +21,4 @@ export * from './store/index.js';
 export * from './search/index.js';
 export { discoverVolumes, type VolumeSourceRef } from './ingest/discover.js';
 export { indexVolumes, volumeIdOf, type IndexSummary, type VolumeOutcome } from './ingest/indexer.js';
-export { resolveQuery, type QuerySource, type QueryRangeInput, type ResolvedQuery } from './app/query.js';
+export * from './query/index.js';

@@ -15,7 +15,7 @@ import {
   type LateInteractionQuery,
 } from '../src/search/late-interaction.js';
 import { consistentAlignment, localizeRegion, type AlignedPair, type LocalizationMethod } from '../src/search/localize.js';
-import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices } from '../src/search/query-range.js';
+import { maskLabelExtent, queryFromVolumeVectors, querySliceIndices } from '../src/query/range.js';
 import { search, type SearchOptions } from '../src/search/search.js';
 import { defaultSimilarityKernel, similarityMatrix, type SimilarityKernel } from '../src/search/similarity.js';
 import { SEARCH_METHODS, type LocalizedRegion, type QueryVectors, type SearchResult } from '../src/search/types.js';

@@ -392,7 +392,7 @@ describe('search by indexed volume', () => {
       }
       // The same question asked of the library directly gives the same answer.
       const vectors = store.getVectors([query.volumeId]).get(query.volumeId)!;
-      const { queryFromVolumeVectors } = await import('../src/search/query-range.js');
+      const { queryFromVolumeVectors } = await import('../src/query/range.js');
       const direct = await search(store, queryFromVolumeVectors(vectors, Array.from({ length: last - first + 1 }, (_, n) => first + n)), { method: 'rerank', top: 3 });
       assert.deepEqual(slab.body.results.map((r) => r.volumeId), direct.map((r) => r.volumeId));
       slab.body.results.forEach((r, n) => {

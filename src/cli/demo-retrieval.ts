@@ -1,17 +1,14 @@
 import { join } from 'node:path';
-import { resolveQuery } from '../app/query.js';
-import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../app/sheet.js';
-import type { Encoder } from '../encode/encoder.js';
-import { openIndexEncoder } from '../ingest/encoder-spec.js';
 import { indexVolumes } from '../ingest/indexer.js';
+import { openIndex } from '../ingest/open-index.js';
 import { readVolume } from '../io/read.js';
+import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
 import { LABEL } from '../phantom/index.js';
-import { search } from '../search/search.js';
+import { searchRequestOf } from '../query/request.js';
+import { runSearch } from '../query/run.js';
 import type { SearchResult } from '../search/types.js';
-import { openStore } from '../store/index.js';
 import type { DemoContext, DemoStep } from './demo.js';
 import { displayPath, formatTable } from './format.js';
-import { openIndexForWriting } from './index-command.js';
 
 /**
  * The retrieval half of the demo: index the phantoms, then ask the question a radiologist would —
@@ -53,7 +50,9 @@ export function demoIndexStep(encoderName: string): DemoStep {
     async run(context: DemoRetrievalContext) {
       const { outDir, print } = context.options;
       const indexDir = join(outDir, 'index');
-      const { store, encoder } = await openIndexForWriting(indexDir, { encoder: encoderName }, (m) => print(`${m}\n`));
+      const index = await openIndex(indexDir, { spec: { encoder: encoderName }, onStatus: (m) => print(`${m}\n`) });
+      const { store } = index;
+      const encoder = await index.encoder();
       const byPath = new Map(context.phantoms.map((p) => [join(outDir, p.files.ct), p]));
       try {
         const summary = await indexVolumes(
@@ -71,8 +70,7 @@ export function demoIndexStep(encoderName: string): DemoStep {
         print(`\nindexed ${summary.added} phantoms (${summary.unchanged} unchanged) with ${encoder.name}: ${stats.volumes} volumes, ${stats.slices} slice vectors in ${displayPath(indexDir)}\n`);
         context.retrieval = { indexDir, encoderName: encoder.name, queryId: '', results: [], liverIoU: new Map(), picture: '' };
       } finally {
-        store.close();
-        await encoder.close();
+        await index.close();
       }
     },
   };
@@ -85,16 +83,11 @@ export const demoSearchStep: DemoStep = {
     const retrieval = context.retrieval;
     if (!retrieval) throw new Error('the search step needs the index step first');
     const query = queryPhantom(context);
-    const store = openStore(retrieval.indexDir, { readOnly: true });
-    let encoder: Encoder | undefined;
+    const index = await openIndex(retrieval.indexDir, { readOnly: true });
+    const { store } = index;
     try {
-      encoder = await openIndexEncoder(retrieval.indexDir, store.encoderId);
-      const resolved = await resolveQuery(
-        { kind: 'path', path: join(outDir, query.files.ct) },
-        { kind: 'mask', maskPath: join(outDir, query.files.labels), label: LABEL.liver },
-        { store, encoder },
-      );
-      const results = await search(store, resolved.query, { method: 'rerank', top: 5 });
+      const request = searchRequestOf({ kind: 'path', path: join(outDir, query.files.ct) }, { mask: join(outDir, query.files.labels), label: LABEL.liver, method: 'rerank', top: 5 });
+      const { resolved, results } = await runSearch(request, { store, encoder: () => index.encoder() });
       retrieval.queryId = query.id;
       retrieval.results = results;
       const phantomOf = (volumeId: string): DemoContext['phantoms'][number] | undefined => {
@@ -137,8 +130,7 @@ export const demoSearchStep: DemoStep = {
       if (ious.length) print(`\nmean IoU of the localized region with the true liver extent: ${(ious.reduce((a, b) => a + b, 0) / ious.length).toFixed(2)}\n`);
       print(`picture: ${displayPath(retrieval.picture)} (query slab in blue, localized regions in orange)\n`);
     } finally {
-      store.close();
-      await encoder?.close();
+      await index.close();
     }
   },
 };

@@ -1,16 +1,13 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
-import type { Encoder } from '../encode/encoder.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
-import { openIndexEncoder, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { openIndex } from '../ingest/open-index.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
-import { StoreError } from '../store/errors.js';
-import { indexExists, openStore } from '../store/index.js';
-import type { ApproximateIndexCalibration, ApproximateIndexReport, Store } from '../store/types.js';
+import type { ApproximateIndexCalibration, ApproximateIndexReport } from '../store/types.js';
 import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
 import { startProgress } from './progress.js';
 
@@ -58,32 +55,6 @@ function outcomeLine(outcome: VolumeOutcome): string {
   return `  failed     ${where}: ${outcome.reason}`;
 }
 
-/** Opens the index at `db` (creating it with the chosen encoder), and the encoder that fills it. */
-export async function openIndexForWriting(db: string, requested: EncoderSpec | undefined, onStatus: (message: string) => void): Promise<{ store: Store; encoder: Encoder }> {
-  const exists = indexExists(db);
-  if (exists) {
-    const probe = openStore(db, { readOnly: true });
-    const pinned = probe.encoderId;
-    probe.close();
-    const saved = readEncoderSpec(db);
-    const spec = requested ?? saved;
-    const encoder = spec ? await openSpecEncoder(spec, onStatus) : await openIndexEncoder(db, pinned, onStatus);
-    if (encoder.id !== pinned) {
-      await encoder.close();
-      throw new StoreError('ENCODER_MISMATCH', db, `this index holds vectors of ${pinned}; the requested encoder is ${encoder.id}. Use another --db, or leave out --encoder to use the index's own`);
-    }
-    if (!saved && spec) await writeEncoderSpec(db, spec);
-    return { store: openStore(db, { encoderId: encoder.id, dim: encoder.dim }), encoder };
-  }
-  // The spec is written before the index exists, so a run killed in between leaves an index that can
-  // always be reopened (a spec without an index is simply used for the new one).
-  const spec = requested ?? readEncoderSpec(db) ?? { encoder: DEFAULT_ENCODER };
-  const encoder = await openSpecEncoder(spec, onStatus);
-  await mkdir(db, { recursive: true });
-  await writeEncoderSpec(db, spec);
-  return { store: openStore(db, { encoderId: encoder.id, dim: encoder.dim }), encoder };
-}
-
 export function registerIndex(program: Command): void {
   program
     .command('index')
@@ -109,7 +80,9 @@ export function registerIndex(program: Command): void {
         ? { encoder: options.encoder ?? readEncoderSpec(options.db)?.encoder ?? DEFAULT_ENCODER, ...(options.step ? { sliceStepMm: options.step } : {}), ...(options.windows ? { windows: options.windows } : {}) }
         : undefined;
       const discovery = await discoverVolumes(paths, { includeMasks: options.includeMasks });
-      const { store, encoder } = await openIndexForWriting(options.db, requested, (m) => process.stderr.write(`${m}\n`));
+      const index = await openIndex(options.db, { ...(requested ? { spec: requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
+      const { store } = index;
+      const encoder = await index.encoder();
 
       // First Ctrl-C: finish the volume in hand and stop cleanly; second: stop at once. Either way every
       // volume is wholly in the index or absent, and a rerun resumes.
@@ -149,8 +122,7 @@ export function registerIndex(program: Command): void {
       } finally {
         progress.stop();
         process.off('SIGINT', onSigint);
-        store.close();
-        await encoder.close();
+        await index.close();
       }
       const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
       if (options.json) {

@@ -1,49 +1,35 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
-import { resolveQuery, type QueryRangeInput, type QuerySource, type ResolvedQuery } from '../app/query.js';
-import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../app/sheet.js';
-import type { Encoder } from '../encode/encoder.js';
-import { openIndexEncoder } from '../ingest/encoder-spec.js';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { openIndex } from '../ingest/open-index.js';
 import { readVolume } from '../io/read.js';
-import { search, type SearchOptions } from '../search/search.js';
-import { SEARCH_METHODS, type FirstStageMethod, type FusionMethod, type SearchMethod, type SearchResult } from '../search/types.js';
-import { StoreError } from '../store/errors.js';
-import { indexExists, openStore } from '../store/index.js';
-import type { Store, VolumeFilter, VolumeRecord } from '../store/types.js';
+import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
+import { SEARCH_FLAGS, searchRequestOf, type FlagValues, type SearchFlag, type SearchParams } from '../query/request.js';
+import { runSearch } from '../query/run.js';
+import type { QuerySource, ResolvedQuery } from '../query/sources.js';
+import { SEARCH_METHODS, type SearchMethod, type SearchResult } from '../search/types.js';
+import type { Store, VolumeRecord } from '../store/types.js';
 import { formatTable } from './format.js';
-import { collect, integer, parseLabel, positiveInteger } from './options.js';
+import { collect, integer, positiveInteger } from './options.js';
 
 interface SearchCommandOptions {
   db: string;
-  method: SearchMethod;
-  firstStage?: FirstStageMethod;
-  k?: number;
-  candidates?: number;
-  top?: number;
-  approximate?: boolean;
-  slices?: [number, number];
-  mm?: [number, number];
-  mask?: string;
-  label?: number;
-  slice?: number;
   series?: string;
-  fuse?: SearchMethod;
-  fusion: FusionMethod;
-  exclude: string[];
-  includeSelf?: boolean;
-  modality: string[];
-  bodyPart: string[];
-  where: string[];
-  localization: 'consistent' | 'extent';
   json?: boolean;
   pictures?: string;
+  /** The search flags (SEARCH_FLAGS), by commander's attribute names. */
+  [flag: string]: unknown;
 }
 
 const method = (label: string) => (value: string): SearchMethod => {
   if (!(SEARCH_METHODS as readonly string[]).includes(value)) throw new InvalidArgumentError(`${label}: one of ${SEARCH_METHODS.join(', ')}`);
   return value as SearchMethod;
+};
+
+const choice = (label: string, choices: readonly string[]) => (value: string): string => {
+  if (!choices.includes(value)) throw new InvalidArgumentError(`${label}: ${choices.join(' or ')}`);
+  return value;
 };
 
 /** "a:b" → [a, b] (numbers, either may be negative mm). */
@@ -53,25 +39,38 @@ const pair = (label: string) => (value: string): [number, number] => {
   return [Number(match[1]), Number(match[2])];
 };
 
-function rangeOf(options: SearchCommandOptions): QueryRangeInput {
-  const given = [options.slices, options.mm, options.mask, options.slice].filter((v) => v !== undefined).length;
-  if (given > 1) throw new InvalidArgumentError('give at most one of --slices, --mm, --mask, --slice');
-  if (options.slices) return { kind: 'slices', firstSlice: options.slices[0], lastSlice: options.slices[1] };
-  if (options.mm) return { kind: 'mm', zStartMm: options.mm[0], zEndMm: options.mm[1] };
-  if (options.mask) {
-    if (options.label === undefined) throw new InvalidArgumentError('--mask needs --label N (the label value whose z-extent is the query)');
-    return { kind: 'mask', maskPath: options.mask, label: options.label };
+/** A search flag as a commander option: the query stage says what it means, this says how to parse it. */
+function optionOf(flag: SearchFlag): Option {
+  const option = new Option(flag.flags, flag.description);
+  const name = option.long ?? flag.flags;
+  switch (flag.value) {
+    case 'method':
+      return option.argParser(method(name));
+    case 'choice':
+      return option.argParser(choice(name, flag.choices ?? []));
+    case 'positiveInteger':
+      return option.argParser(positiveInteger(name));
+    case 'integer':
+      return option.argParser(integer(name));
+    case 'pair':
+      return option.argParser(pair(name));
+    case 'list':
+      return option.argParser(collect).default([]);
+    case 'text':
+    case 'switch':
+      return option;
   }
-  if (options.slice !== undefined) return { kind: 'slice', slice: options.slice };
-  return { kind: 'volume' };
 }
 
-function filterOf(options: SearchCommandOptions): VolumeFilter | undefined {
-  const filter: VolumeFilter = {};
-  if (options.modality.length) filter.modalities = options.modality;
-  if (options.bodyPart.length) filter.bodyParts = options.bodyPart;
-  if (options.where.length) filter.labels = Object.fromEntries(options.where.map(parseLabel));
-  return Object.keys(filter).length ? filter : undefined;
+/** The search parameters the command line gave. */
+function paramsOf(options: SearchCommandOptions, commandOptions: readonly Option[]): SearchParams {
+  const params: SearchParams = {};
+  SEARCH_FLAGS.forEach((flag, n) => {
+    const value = options[commandOptions[n].attributeName()];
+    if (value === undefined || (Array.isArray(value) && value.length === 0)) return;
+    flag.apply(value as FlagValues[keyof FlagValues], params);
+  });
+  return params;
 }
 
 /** Short, readable name of where a volume came from: its file (or folder) and the folder above. */
@@ -118,80 +117,45 @@ async function writePictures(dir: string, resolved: ResolvedQuery, results: Sear
 }
 
 export function registerSearch(program: Command): void {
-  program
+  const command = program
     .command('search')
     .description('Find the indexed volumes most similar to a query volume, slab or slice, and where in each the match lies')
     .argument('<query>', 'NIfTI file, DICOM series directory, or the id of an indexed volume')
-    .requiredOption('--db <dir>', 'index directory')
-    .option('--method <m>', `retrieval method: ${SEARCH_METHODS.join(', ')}`, method('--method'), 'rerank' as SearchMethod)
-    .option('--first-stage <m>', 'first stage of rerank (default slice-count)', method('--first-stage'))
-    .option('--k <n>', 'nearest slices per query slice (slice methods; default 20)', positiveInteger('--k'))
-    .option('--candidates <n>', 'candidates re-ranked (default 50)', positiveInteger('--candidates'))
-    .option('--top <n>', 'results shown (default 10)', positiveInteger('--top'))
-    .option('--approximate', 'HNSW nearest-slice search instead of exact')
-    .option('--slices <a:b>', 'query with slices a..b (canonical, inferior → superior)', pair('--slices'))
-    .option('--mm <a:b>', 'query with the slab between patient z a and b mm', pair('--mm'))
-    .option('--mask <file>', 'query with the z-extent of --label in this mask (same grid as the query)')
-    .option('--label <n>', 'label value in --mask', integer('--label'))
-    .option('--slice <k>', 'query with one slice', integer('--slice'))
+    .requiredOption('--db <dir>', 'index directory');
+  const searchOptions = SEARCH_FLAGS.map(optionOf);
+  for (const option of searchOptions) command.addOption(option);
+  command
     .option('--series <key>', 'series key when the query directory holds several DICOM series')
-    .option('--fuse <m>', 'fuse with a second method', method('--fuse'))
-    .option('--fusion <f>', 'interleave (3D-MIR) or rrf', 'rrf')
-    .option('--exclude <id>', 'leave this volume out (repeatable)', collect, [])
-    .option('--include-self', 'let the query’s own volume appear in the results')
-    .option('--modality <m>', 'only volumes of this modality (repeatable)', collect, [])
-    .option('--body-part <p>', 'only volumes of this body part (repeatable)', collect, [])
-    .option('--where <key=value>', 'only volumes with this label (repeatable)', collect, [])
-    .option('--localization <l>', 'consistent (robust, default) or extent (min..max of all argmax slices)', 'consistent')
     .option('--json', 'print JSON')
     .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
     .action(async (queryArg: string, options: SearchCommandOptions) => {
-      if (!indexExists(options.db)) throw new StoreError('NOT_FOUND', options.db, 'no index here (create one with mir3d index)');
-      if (options.fusion !== 'rrf' && options.fusion !== 'interleave') throw new InvalidArgumentError('--fusion: rrf or interleave');
-      const range = rangeOf(options);
-      const store = openStore(options.db, { readOnly: true });
-      let encoder: Encoder | undefined;
+      const params = paramsOf(options, searchOptions);
+      const index = await openIndex(options.db, { readOnly: true, onStatus: (m) => process.stderr.write(`${m}\n`) });
+      const { store } = index;
       try {
         const source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
-        if (source.kind === 'path') encoder = await openIndexEncoder(options.db, store.encoderId, (m) => process.stderr.write(`${m}\n`));
-        const started = performance.now();
-        const resolved = await resolveQuery(source, range, { store, ...(encoder ? { encoder } : {}) });
-        const embeddedS = (performance.now() - started) / 1000;
-        const searchOptions: SearchOptions = {
-          method: options.method,
-          ...(options.firstStage ? { firstStage: options.firstStage } : {}),
-          ...(options.k ? { k: options.k } : {}),
-          ...(options.candidates ? { candidates: options.candidates } : {}),
-          ...(options.top ? { top: options.top } : {}),
-          mode: options.approximate ? 'approximate' : 'exact',
-          ...(filterOf(options) ? { filter: filterOf(options) } : {}),
-          excludeVolumeIds: options.exclude,
-          includeQueryVolume: options.includeSelf ?? false,
-          ...(options.fuse ? { fuseWith: { method: options.fuse, fusion: options.fusion } } : {}),
-          localization: { method: options.localization },
-        };
-        const searchStarted = performance.now();
-        const results = await search(store, resolved.query, searchOptions);
-        const searchS = (performance.now() - searchStarted) / 1000;
+        const request = searchRequestOf(source, params);
+        const { resolved, results, timings } = await runSearch(request, { store, encoder: () => index.encoder() });
         const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store) : [];
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels }));
-          process.stdout.write(`${JSON.stringify({ query: { source, range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId }, options: searchOptions, timings: { queryS: embeddedS, searchS }, results: withRecords, pictures }, null, 2)}\n`);
+          const query = { source, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId };
+          process.stdout.write(`${JSON.stringify({ query, options: request.options, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
           return;
         }
+        const { options: o } = request;
         const first = Math.min(...resolved.sliceIndices);
         const last = Math.max(...resolved.sliceIndices);
         process.stdout.write(
-          `query ${source.kind === 'indexed' ? source.volumeId : source.path}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
-            `${resolved.query.volumeId ? `, indexed as ${resolved.query.volumeId}${options.includeSelf ? '' : ' (excluded)'}` : ''}; ` +
-            `${options.method}${options.fuse ? ` ⊕ ${options.fuse} (${options.fusion})` : ''}, ${options.approximate ? 'approximate' : 'exact'} kNN; ` +
-            `${resolved.reusedStoredVectors ? 'stored vectors' : `embedded in ${embeddedS.toFixed(1)} s`}, searched in ${(searchS * 1000).toFixed(0)} ms\n\n`,
+          `query ${source.kind === 'indexed' ? source.volumeId : queryArg}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
+            `${resolved.query.volumeId ? `, indexed as ${resolved.query.volumeId}${o.includeQueryVolume ? '' : ' (excluded)'}` : ''}; ` +
+            `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${o.mode ?? 'exact'} kNN; ` +
+            `${resolved.reusedStoredVectors ? 'stored vectors' : `embedded in ${(timings.queryMs / 1000).toFixed(1)} s`}, searched in ${timings.searchMs.toFixed(0)} ms\n\n`,
         );
         process.stdout.write(`${results.length ? resultTable(results, store) : 'no results (the filter or exclusions leave nothing to search)'}\n`);
         for (const line of pictures) process.stdout.write(`${line === pictures[0] ? '\npicture' : 'note'}: ${line}\n`);
       } finally {
-        store.close();
-        await encoder?.close();
+        await index.close();
       }
     });
 }

@@ -5,7 +5,7 @@ import { barChartSvg, escapeXml, PALETTE, stripPlotSvg, type BarSeries } from '.
 import { datasetLine, settingsLines, timingLine } from './report-md.js';
 import { f3, perRegionTables, regionTable, sameScanTable, scoreOf, setupTables, tumourTable, tumourViews, type ReportTable } from './report-tables.js';
 import type { EvalResults, EvalTaskInfo } from './run.js';
-import { MATCH_COLOR, QUERY_COLOR } from '../app/sheet.js';
+import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
 
 /**
  * report.html: one self-contained file — inline CSS, inline SVG charts, pictures as data: URIs. It

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../app/sheet.js';
+import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
 import { encodePng, renderSlice, type Rgb, type SliceBand } from '../io/png.js';
 import { readVolume } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
@@ -12,7 +12,7 @@ import type { EvalResults, RankedCase } from './run.js';
  * Example queries as pictures: the query and its top results as coronal views, the query slab tinted
  * blue, each result's localized region orange and, where a mask says where the queried anatomy truly
  * is, that extent green. Panels are PNGs for embedding in report.html (base64); a sheet per example is
- * also written with app/sheet.ts for people who want the file.
+ * also written with io/sheet.ts for people who want the file.
  */
 
 export const TRUTH_COLOR: Rgb = [40, 200, 90];
@@ -34,7 +34,7 @@ export interface Example {
   queryKey: string;
   title: string;
   panels: ExamplePanel[];
-  /** The composite picture written by app/sheet.ts, relative to the out dir. */
+  /** The composite picture written by io/sheet.ts, relative to the out dir. */
   sheet?: string;
   problems: string[];
 }

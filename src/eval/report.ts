@@ -12,7 +12,7 @@ export interface EvalReportFiles {
   markdown: string;
   html: string;
   json: string;
-  /** Composite example pictures (app/sheet.ts). */
+  /** Composite example pictures (io/sheet.ts). */
   sheets: string[];
 }
 

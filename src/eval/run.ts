@@ -2,18 +2,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { resolveQuery } from '../app/query.js';
 import type { Encoder } from '../encode/encoder.js';
-import { openEncoder } from '../encode/registry.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
-import { writeEncoderSpec } from '../ingest/encoder-spec.js';
 import { indexVolumes, type IndexSummary } from '../ingest/indexer.js';
+import { openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
 import { readVolume } from '../io/read.js';
-import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K, search, type SearchOptions } from '../search/search.js';
+import { searchRequestOf } from '../query/request.js';
+import { resolveQuery, type QuerySource, type ResolvedQuery } from '../query/sources.js';
+import { isSearchError } from '../search/errors.js';
+import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K, search } from '../search/search.js';
 import { SEARCH_METHODS, type FirstStageMethod, type FusionMethod, type QueryVectors, type SearchMethod, type SearchResult } from '../search/types.js';
-import { indexExists, openStore } from '../store/index.js';
-import type { SliceHit, SliceSearchOptions, Store, VolumeFilter, VolumeRecord } from '../store/types.js';
+import type { SliceHit, SliceSearchOptions, Store, VolumeRecord } from '../store/types.js';
 import { cMirMixedDataset, findDecathlonTasks, threeDMirDataset } from './datasets/decathlon.js';
 import { localizationRun, regionQueriesOf, regionRuns, tumourRuns, type RegionQuery } from './datasets/relevance.js';
 import { hasThreeDMirFiles } from './datasets/threedmir-csv.js';
@@ -609,40 +609,16 @@ function safeName(name: string): string {
   return base.replace(/[^A-Za-z0-9_.-]+/g, '_') || 'encoder';
 }
 
-async function openEvalIndex(dir: string, encoder: Encoder, encoderName: string): Promise<Store> {
-  if (indexExists(dir)) {
-    const probe = openStore(dir, { readOnly: true });
-    const pinned = probe.encoderId;
-    probe.close();
-    if (pinned !== encoder.id) {
-      throw new Error(`${dir} holds vectors of ${pinned}, but encoder '${encoderName}' now yields ${encoder.id}: delete that folder or choose another --out`);
-    }
+/** The rows of an embedded whole-volume query in a structure's slice extent: a slab query without
+ * embedding the query volume again; undefined when no embedded slice lies in it. */
+async function regionSlab(whole: QuerySource, extent: ZExtent, context: { store: Store }): Promise<QueryVectors | undefined> {
+  try {
+    const slab = await resolveQuery(whole, { kind: 'slices', firstSlice: extent.firstSlice, lastSlice: extent.lastSlice }, context);
+    return slab.query;
+  } catch (error) {
+    if (isSearchError(error) && error.code === 'SLICE_OUT_OF_RANGE') return undefined;
+    throw error;
   }
-  await mkdir(dir, { recursive: true });
-  const store = openStore(dir, { encoderId: encoder.id, dim: encoder.dim });
-  // Lets `mir3d search --db <dir>` embed its queries with the same encoder.
-  await writeEncoderSpec(dir, { encoder: encoderName });
-  return store;
-}
-
-/** The rows of a whole-volume query whose slices lie in [first, last]: a slab query without embedding
- * the query volume again. */
-function slabQuery(whole: QueryVectors, firstSlice: number, lastSlice: number): QueryVectors | undefined {
-  const rows: number[] = [];
-  for (let r = 0; r < whole.sliceIndices.length; r++) {
-    const k = whole.sliceIndices[r];
-    if (k >= firstSlice && k <= lastSlice) rows.push(r);
-  }
-  if (rows.length === 0) return undefined;
-  const vectors = new Float32Array(rows.length * whole.dim);
-  rows.forEach((r, n) => vectors.set(whole.vectors.subarray(r * whole.dim, (r + 1) * whole.dim), n * whole.dim));
-  return {
-    vectors,
-    dim: whole.dim,
-    sliceIndices: Int32Array.from(rows.map((r) => whole.sliceIndices[r])),
-    ...(whole.zMm ? { zMm: Float64Array.from(rows.map((r) => whole.zMm![r])) } : {}),
-    ...(whole.volumeId ? { volumeId: whole.volumeId } : {}),
-  };
 }
 
 function rankedOf(results: readonly SearchResult[], caseOfVolume: ReadonlyMap<string, string>): RankedCase[] {
@@ -712,12 +688,14 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
   let scoringSeconds = 0;
 
   for (const encoderName of encoderNames) {
-    const encoder = options.openEncoder ? await options.openEncoder(encoderName) : await openEncoder(encoderName, { onStatus: message });
     const indexDir = join(outDir, 'index', safeName(encoderName));
-    let store: Store | undefined;
+    const openOwn = options.openEncoder;
+    // The spec written beside the index lets `mir3d search --db <dir>` embed queries with this encoder.
+    const index: OpenedIndex = await openIndex(indexDir, { spec: { encoder: encoderName }, onStatus: message, ...(openOwn ? { openEncoder: () => openOwn(encoderName) } : {}) });
+    const { store } = index;
     const feeder = new SliceFeeder();
     try {
-      store = await openEvalIndex(indexDir, encoder, encoderName);
+      const encoder = await index.encoder();
       // ---- index the databases
       const sources = await Promise.all([...databaseCases.values()].map(async (c) => ({ path: c.imagePath, kind: await sourceKind(c.imagePath) })));
       const caseOfPath = new Map([...databaseCases.values()].map((c) => [c.imagePath, c]));
@@ -769,11 +747,11 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
       // ---- search: each query volume is embedded once; its tasks and region slabs reuse the vectors
       const shared = sharingSliceSearch(store);
       const allVolumeIds = new Set(store.listVolumes().map((r) => r.volumeId));
-      const scopeOf = new Map<string, VolumeFilter | undefined>();
+      const scopeOf = new Map<string, string[] | undefined>();
       for (const task of tasks) {
         const ids = task.dataset.database.map((c) => volumeOfCase.get(c.caseId)).filter((id): id is string => id !== undefined);
         const everything = ids.length === allVolumeIds.size && ids.every((id) => allVolumeIds.has(id));
-        scopeOf.set(task.name, everything ? undefined : { includeVolumeIds: ids });
+        scopeOf.set(task.name, everything ? undefined : ids);
       }
       const rankings = new Map<string, Map<string, Map<string, RankedCase[]>>>(); // task → method → query key → list
       for (const task of tasks) rankings.set(task.name, new Map(methods.map((m) => [m.label, new Map()])));
@@ -783,7 +761,7 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
       progress({ phase: 'search', label: searchLabel, done: 0, total: work });
       for (const queryCase of queryCases.values()) {
         const embedStarted = performance.now();
-        let resolved: Awaited<ReturnType<typeof resolveQuery>>;
+        let resolved: ResolvedQuery;
         try {
           resolved = await resolveQuery({ kind: 'path', path: queryCase.imagePath }, { kind: 'volume' }, { store, encoder, feeder });
         } catch (error) {
@@ -799,14 +777,16 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
           if (twin) problems.push(`query ${queryCase.caseId} has the same voxels as database volume ${twin}, which is therefore left out of its results`);
         }
         for (const task of tasks) {
-          const jobs: { key: string; query: QueryVectors }[] = [];
+          const jobs: { key: string; query: QueryVectors; source: QuerySource }[] = [];
+          // The query volume is embedded once; a region query is the rows of its structure's extent.
+          const embedded: QuerySource = { kind: 'vectors', rows: resolved.query, geometry: resolved.volume! };
           if (task.kind === 'tumour') {
-            if (task.dataset.queries.some((q) => q.caseId === queryCase.caseId)) jobs.push({ key: queryCase.caseId, query: resolved.query });
+            if (task.dataset.queries.some((q) => q.caseId === queryCase.caseId)) jobs.push({ key: queryCase.caseId, query: resolved.query, source: embedded });
           } else {
             for (const rq of task.queries.filter((q) => q.queryId === queryCase.caseId)) {
               const extent = queryCase.regions?.[rq.region] ?? task.dataset.queries.find((c) => c.caseId === rq.queryId)?.regions?.[rq.region];
-              const slab = extent ? slabQuery(resolved.query, extent.firstSlice, extent.lastSlice) : undefined;
-              if (slab) jobs.push({ key: regionQueryKey(rq), query: slab });
+              const slab = extent ? await regionSlab(embedded, extent, { store }) : undefined;
+              if (slab) jobs.push({ key: regionQueryKey(rq), query: slab, source: embedded });
               else {
                 problems.push(`region query ${regionQueryKey(rq)}: no embedded slice in the structure's extent; skipped`);
                 searchesDone += methods.length;
@@ -815,20 +795,22 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
           }
           for (const job of jobs) {
             for (const method of methods) {
-              const searchOptions: SearchOptions = {
+              const scope = scopeOf.get(task.name);
+              const { options: searchOptions } = searchRequestOf(job.source, {
                 method: method.method,
                 firstStage: settings.firstStage,
                 k: settings.sliceK,
                 candidates: settings.candidates,
                 top: settings.top,
                 mode: 'exact',
-                ...(scopeOf.get(task.name) ? { filter: scopeOf.get(task.name) } : {}),
-                ...(method.fuseWith ? { fuseWith: method.fuseWith } : {}),
-                localization: { method: settings.localization },
+                ...(scope ? { includeVolumeIds: scope } : {}),
+                ...(method.fuseWith ? { fuse: method.fuseWith.method, fusion: method.fuseWith.fusion } : {}),
+                localization: settings.localization,
                 // Only region tasks score localization; whole-volume tumour queries skip the extra alignment.
                 localize: task.kind === 'region',
-              };
+              });
               const t0 = performance.now();
+              // One resolved query per job, so every method shares its slice kNN (sharingSliceSearch).
               const results = await search(shared, job.query, searchOptions);
               info.searchSeconds[method.label] += (performance.now() - t0) / 1000;
               rankings.get(task.name)!.get(method.label)!.set(job.key, rankedOf(results, caseOfVolume));
@@ -866,9 +848,8 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
       }
       scoringSeconds += (performance.now() - scoringStarted) / 1000;
     } finally {
-      store?.close();
       await feeder.close();
-      await encoder.close();
+      await index.close();
     }
   }
 

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Encoder } from '../encode/encoder.js';
 import { openEncoder } from '../encode/registry.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
-import { StoreError } from '../store/errors.js';
 
 /**
  * How to reopen the encoder an index was built with. The index pins the encoder's id (model hash +
@@ -35,19 +34,4 @@ export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: st
     ...(spec.windows ? { windows: spec.windows } : {}),
     ...(onStatus ? { onStatus } : {}),
   });
-}
-
-/** Opens the encoder an existing index was built with and checks it still yields the pinned id (a model
- * file replaced in place would not). */
-export async function openIndexEncoder(indexDir: string, pinnedEncoderId: string, onStatus?: (message: string) => void): Promise<Encoder> {
-  const spec = readEncoderSpec(indexDir);
-  if (!spec) {
-    throw new StoreError('MISSING_ENCODER', indexDir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with (${pinnedEncoderId})`);
-  }
-  const encoder = await openSpecEncoder(spec, onStatus);
-  if (encoder.id !== pinnedEncoderId) {
-    await encoder.close();
-    throw new StoreError('ENCODER_MISMATCH', indexDir, `encoder "${spec.encoder}" now yields id ${encoder.id}, but the index holds vectors of ${pinnedEncoderId} (was the model file changed?)`);
-  }
-  return encoder;
 }

@@ -72,8 +72,12 @@ export function voxelCount(dims: Vec3): number {
   return dims[0] * dims[1] * dims[2];
 }
 
+/** Where a volume's slices lie: all that slice selection needs, held by a `Volume` and by an indexed
+ * volume's record alike, so a range selects the same slices of a scan and of its stored copy. */
+export type SliceGeometry = Pick<Volume, 'dims' | 'spacingMm' | 'affineRas'>;
+
 /** Patient z (superior, mm) of the centre of canonical slice k. */
-export function sliceZMm(volume: Volume, k: number): number {
+export function sliceZMm(volume: Pick<Volume, 'dims' | 'affineRas'>, k: number): number {
   const a = volume.affineRas;
   // z row of the affine applied to the centre of the slice.
   const ci = (volume.dims[0] - 1) / 2;

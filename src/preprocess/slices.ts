@@ -1,4 +1,4 @@
-import { sliceZMm, type Volume } from '../io/volume.js';
+import { sliceZMm, type SliceGeometry } from '../io/volume.js';
 
 /**
  * Which canonical axial slices (k) to preprocess. With no step (undefined or 0) every slice; otherwise
@@ -13,7 +13,7 @@ import { sliceZMm, type Volume } from '../io/volume.js';
  * `range` restricts the selection to a sub-volume (see `sliceRangeIndices`); the step then starts at the
  * range's first slice.
  */
-export function selectSlices(volume: Volume, stepMm?: number, range?: SliceRange): number[] {
+export function selectSlices(volume: SliceGeometry, stepMm?: number, range?: SliceRange): number[] {
   const all = range ? sliceRangeIndices(volume, range) : allSlices(volume.dims[2]);
   if (stepMm === undefined || stepMm === 0) return all;
   if (!Number.isFinite(stepMm) || stepMm < 0) {
@@ -56,7 +56,7 @@ export type SliceRange = { firstSlice: number; lastSlice: number } | { zStartMm:
  * (centre ± half the slice spacing along z) overlaps it, so even a range thinner than one slice selects
  * the slice it falls in. Throws when nothing of the volume lies in the range.
  */
-export function sliceRangeIndices(volume: Volume, range: SliceRange): number[] {
+export function sliceRangeIndices(volume: SliceGeometry, range: SliceRange): number[] {
   const sliceCount = volume.dims[2];
   if (sliceCount < 1) throw new RangeError('volume has no slices');
   let first: number;

@@ -2,7 +2,7 @@ import type { SliceHit } from '../store/types.js';
 import { localizeRegion, type AlignedPair, type LocalizationOptions } from './localize.js';
 import { checkQueryPositions, compareIds, rankAndCut, toIdSet } from './ranking.js';
 import type { SearchResult, SliceAggregation, SliceMatch } from './types.js';
-import { SearchError } from './errors.js';
+import { SearchError, checkPositiveInteger } from './errors.js';
 
 export const SLICE_AGGREGATIONS: readonly SliceAggregation[] = ['count', 'sum', 'max'];
 
@@ -80,7 +80,10 @@ export function aggregateSliceHits(
     tally.sum = sum;
   }
 
-  const ordered = [...tallies.values()].sort(TALLY_ORDER[method]);
+  if (options.top !== undefined) checkPositiveInteger(options.top, 'top');
+  // Cut to the top volumes first: localizing every volume that got a single hit is most of the work on
+  // a large archive, and only the kept ones are shown.
+  const ordered = [...tallies.values()].sort(TALLY_ORDER[method]).slice(0, options.top);
   const results = ordered.map((tally): SearchResult => {
     const pairs: AlignedPair[] = [];
     for (const [row, hit] of tally.bestPerRow) {

@@ -17,7 +17,11 @@ export type SearchErrorCode =
   /** A requested slice is outside the volume, or none of the requested slices were embedded. */
   | 'SLICE_OUT_OF_RANGE'
   /** A similarity kernel returned a matrix of the wrong size. */
-  | 'KERNEL_OUTPUT';
+  | 'KERNEL_OUTPUT'
+  /** A query range is stated inconsistently (two kinds at once, one end missing, first after last). */
+  | 'BAD_RANGE'
+  /** A label filter is not `key=value`. */
+  | 'BAD_FILTER';
 
 export class SearchError extends Error {
   override readonly name = 'SearchError';

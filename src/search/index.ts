@@ -6,5 +6,4 @@ export * from './aggregate.js';
 export * from './volume.js';
 export * from './late-interaction.js';
 export * from './fusion.js';
-export * from './query-range.js';
 export * from './search.js';

@@ -1,24 +1,22 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Encoder } from '../encode/encoder.js';
-import { ENCODER_SPEC_FILE, openIndexEncoder } from '../ingest/encoder-spec.js';
+import { indexExists, openIndex, type OpenedIndex } from '../ingest/open-index.js';
+import { filterOf } from '../query/request.js';
 import { StoreError } from '../store/errors.js';
-import { indexExists, openStore } from '../store/index.js';
 import { SEARCH_METHODS } from '../search/types.js';
-import type { Store } from '../store/types.js';
 import { locateWebAssets, packageVersion } from './assets.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, type TokenFile } from './auth.js';
 import { ApiError, errorBody, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
-import { filterOf, SearchService, type SearchBody, type SearchParams } from './search-service.js';
+import { SearchService, type SearchBody, type SearchParams } from './search-service.js';
 import { RAW_UPLOAD_TYPES, readUploadedVolume } from './uploads.js';
 import { publicUpload, publicVolume, VolumeService, WINDOW_NAMES, type ThumbnailRequest } from './volumes.js';
 
@@ -105,8 +103,8 @@ export interface RunningServer {
 }
 
 interface AppContext {
-  store: Store;
-  dbDir: string;
+  /** The index, opened read-only with its encoder (opened on the first upload that needs it). */
+  index: OpenedIndex;
   token?: string;
   limits: ServerLimits;
   options: ServerOptions;
@@ -158,7 +156,8 @@ const PAGE_CSP = [
 ].join('; ');
 
 export async function buildApp(context: AppContext): Promise<FastifyInstance> {
-  const { store, limits, options } = context;
+  const { index, limits, options } = context;
+  const { store } = index;
   const logError = options.logError ?? ((line: string) => process.stderr.write(`${line}\n`));
   const app = Fastify({
     logger: false,
@@ -171,15 +170,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   });
 
   const volumes = new VolumeService(store, limits);
-  let encoderPromise: Promise<Encoder> | undefined;
-  const encoder = (): Promise<Encoder> => {
-    encoderPromise ??= (options.openEncoder ?? (() => openIndexEncoder(context.dbDir, store.encoderId)))().catch((error: unknown) => {
-      encoderPromise = undefined;
-      throw error;
-    });
-    return encoderPromise;
-  };
-  const searches = new SearchService({ store, volumes, encoder });
+  const searches = new SearchService({ store, volumes, encoder: () => index.encoder() });
   /** Uploads hold a temp file of up to maxUploadBytes each until read. */
   const uploadLimiter = new Limiter('upload', 2, 4);
   const startedAt = Date.now();
@@ -284,7 +275,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
       slices: stats.slices,
       methods: [...SEARCH_METHODS],
       windows: WINDOW_NAMES,
-      canEmbedUploads: options.openEncoder !== undefined || existsSync(join(context.dbDir, ENCODER_SPEC_FILE)),
+      canEmbedUploads: index.canOpenEncoder,
       limits: { maxUploadBytes: limits.maxUploadBytes },
     };
   });
@@ -381,7 +372,6 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
 
   app.addHook('onClose', async () => {
     await searches.close();
-    if (encoderPromise) await (await encoderPromise.catch(() => undefined))?.close();
   });
   return app;
 }
@@ -406,14 +396,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       throw new ServerConfigError('TOKEN_FILE', `cannot keep the access token${code ? ` (${code})` : ''}: ${error instanceof Error ? error.message : String(error)}; give --token-file with a writable path`);
     }
   }
-  const store = openStore(options.dbDir, { readOnly: true });
+  const openEncoder = options.openEncoder;
+  const index = await openIndex(options.dbDir, { readOnly: true, ...(openEncoder ? { openEncoder: () => openEncoder() } : {}) });
   let app: FastifyInstance;
   try {
-    app = await buildApp({ store, dbDir: options.dbDir, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options });
-    app.addHook('onClose', async () => store.close());
+    app = await buildApp({ index, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options });
+    app.addHook('onClose', async () => index.close());
     await app.listen({ host, port });
   } catch (error) {
-    store.close();
+    await index.close();
     throw error;
   }
   const address = app.server.address() as AddressInfo;

@@ -1,15 +1,15 @@
-import { resolveQuery, type QueryRangeInput } from '../app/query.js';
 import type { Encoder } from '../encode/encoder.js';
-import { embedVolume } from '../encode/embed-volume.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
-import { sliceZMm } from '../io/volume.js';
-import { querySliceIndices, type QueryRange } from '../search/query-range.js';
-import { search, type SearchOptions } from '../search/search.js';
-import type { FirstStageMethod, FusionMethod, QueryVectors, SearchMethod, SearchResult, SliceMatch } from '../search/types.js';
-import type { Store, VolumeFilter } from '../store/types.js';
-import { ApiError } from './errors.js';
+import type { QueryRangeInput } from '../query/range.js';
+import { queryRangeOf, searchOptionsOf as buildSearchOptions, searchRequestOf, type SearchParams as QuerySearchParams } from '../query/request.js';
+import { runSearch } from '../query/run.js';
+import type { QuerySource } from '../query/sources.js';
+import type { SearchOptions } from '../search/search.js';
+import type { FirstStageMethod, FusionMethod, SearchMethod, SliceMatch, SearchResult } from '../search/types.js';
+import type { Store } from '../store/types.js';
+import { ApiError, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
-import type { UploadedVolume, VolumeService } from './volumes.js';
+import type { VolumeService, UploadedVolume } from './volumes.js';
 
 /**
  * The search endpoints' work: a request (validated by its JSON schema) becomes a query range and
@@ -18,32 +18,12 @@ import type { UploadedVolume, VolumeService } from './volumes.js';
  * what a viewer needs to show where each match lies.
  */
 
-/** Search parameters, the same for a JSON body and an upload's query string (names as in `mir3d search`). */
-export interface SearchParams {
-  method?: SearchMethod;
-  firstStage?: FirstStageMethod;
-  k?: number;
-  candidates?: number;
-  top?: number;
-  mode?: 'exact' | 'approximate';
-  /** Query range: at most one of a slice range, an mm range, one slice. */
-  firstSlice?: number;
-  lastSlice?: number;
-  zStartMm?: number;
-  zEndMm?: number;
-  slice?: number;
-  modality?: string[];
-  bodyPart?: string[];
-  /** Label filters, `key=value` (numbers compare as numbers). */
-  where?: string[];
-  exclude?: string[];
-  includeSelf?: boolean;
-  fuse?: SearchMethod;
-  fusion?: FusionMethod;
-  localization?: 'consistent' | 'extent';
+/** Search parameters, the same for a JSON body and an upload's query string: the query stage's, less
+ * those no request may set (a mask is a server path; the scope of a search is the archive). */
+export type SearchParams = Omit<QuerySearchParams, 'mask' | 'label' | 'includeVolumeIds' | 'localize'> & {
   /** Return every slice match (large for whole-volume queries); default false. */
   matches?: boolean;
-}
+};
 
 export interface SearchBody extends SearchParams {
   volumeId?: string;
@@ -84,57 +64,22 @@ export interface SearchResponse {
   results: ApiSearchResult[];
 }
 
-/** `key=value`; numbers stay numbers, as `mir3d search --where`. */
-export function parseWhere(text: string): [string, string | number] {
-  const at = text.indexOf('=');
-  if (at <= 0) throw new ApiError(400, 'BAD_FILTER', `label filter "${text}" must look like key=value`);
-  const key = text.slice(0, at).trim();
-  const raw = text.slice(at + 1).trim();
-  const number = Number(raw);
-  return [key, raw !== '' && Number.isFinite(number) ? number : raw];
+/** The query stage's range of a request; its refusals as API errors (400). */
+export function rangeOf(params: SearchParams): QueryRangeInput {
+  return asApiErrors(() => queryRangeOf(params));
 }
 
-export function rangeOf(params: SearchParams): QueryRangeInput & QueryRange {
-  const slices = params.firstSlice !== undefined || params.lastSlice !== undefined;
-  const mm = params.zStartMm !== undefined || params.zEndMm !== undefined;
-  const one = params.slice !== undefined;
-  if ([slices, mm, one].filter(Boolean).length > 1) throw new ApiError(400, 'BAD_RANGE', 'give at most one of firstSlice/lastSlice, zStartMm/zEndMm, slice');
-  if (slices) {
-    if (params.firstSlice === undefined || params.lastSlice === undefined) throw new ApiError(400, 'BAD_RANGE', 'give both firstSlice and lastSlice');
-    if (params.firstSlice > params.lastSlice) throw new ApiError(400, 'BAD_RANGE', 'firstSlice must not exceed lastSlice');
-    return { kind: 'slices', firstSlice: params.firstSlice, lastSlice: params.lastSlice };
-  }
-  if (mm) {
-    if (params.zStartMm === undefined || params.zEndMm === undefined) throw new ApiError(400, 'BAD_RANGE', 'give both zStartMm and zEndMm');
-    return { kind: 'mm', zStartMm: params.zStartMm, zEndMm: params.zEndMm };
-  }
-  if (one) return { kind: 'slice', slice: params.slice! };
-  return { kind: 'volume' };
-}
-
-export function filterOf(params: SearchParams): VolumeFilter | undefined {
-  const filter: VolumeFilter = {};
-  if (params.modality?.length) filter.modalities = params.modality;
-  if (params.bodyPart?.length) filter.bodyParts = params.bodyPart;
-  if (params.where?.length) filter.labels = Object.fromEntries(params.where.map(parseWhere));
-  return Object.keys(filter).length ? filter : undefined;
-}
-
+/** The query stage's search options of a request; its refusals as API errors (400). */
 export function searchOptionsOf(params: SearchParams): SearchOptions {
-  const filter = filterOf(params);
-  return {
-    method: params.method ?? 'rerank',
-    ...(params.firstStage ? { firstStage: params.firstStage } : {}),
-    ...(params.k ? { k: params.k } : {}),
-    ...(params.candidates ? { candidates: params.candidates } : {}),
-    ...(params.top ? { top: params.top } : {}),
-    mode: params.mode ?? 'exact',
-    ...(filter ? { filter } : {}),
-    excludeVolumeIds: params.exclude ?? [],
-    includeQueryVolume: params.includeSelf ?? false,
-    ...(params.fuse ? { fuseWith: { method: params.fuse, fusion: params.fusion ?? 'rrf' } } : {}),
-    localization: { method: params.localization ?? 'consistent' },
-  };
+  return asApiErrors(() => buildSearchOptions(params));
+}
+
+function asApiErrors<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    throw toApiError(error);
+  }
 }
 
 /** The match whose query slice is nearest the middle of the query (ties: the more similar). */
@@ -174,26 +119,19 @@ export class SearchService {
     if (!received && (body.volumeId === undefined) === (body.uploadId === undefined)) {
       throw new ApiError(400, 'BAD_QUERY', 'give exactly one of volumeId (an indexed volume) or uploadId (from POST /api/uploads)');
     }
-    const range = rangeOf(body);
-    const searchOptions = searchOptionsOf(body);
     const { store, volumes } = this.options;
     if (!received && body.volumeId !== undefined) volumes.record(body.volumeId);
     const upload = received ?? (body.uploadId !== undefined ? volumes.upload(body.uploadId) : undefined);
+    // An upload's slices embedded by earlier searches are kept with it, so another range embeds only
+    // the slices it adds; an indexed upload uses its stored rows, exactly as a search by its id.
+    const source: QuerySource = upload
+      ? { kind: 'volume', volume: upload.volume, record: upload.record ?? null, embedded: upload.embedded }
+      : { kind: 'indexed', volumeId: body.volumeId! };
+    const request = asApiErrors(() => searchRequestOf(source, body));
+    const searchOptions = request.options;
     return this.limiter.run(async () => {
-      const started = performance.now();
-      let query: QueryVectors;
-      let sliceIndices: number[];
-      let reused: boolean;
-      if (upload) {
-        ({ query, sliceIndices, reused } = await this.uploadQuery(upload, range));
-      } else {
-        const resolved = await resolveQuery({ kind: 'indexed', volumeId: body.volumeId! }, range, { store });
-        ({ query, sliceIndices, reusedStoredVectors: reused } = resolved);
-      }
-      const queryMs = performance.now() - started;
-      const searchStarted = performance.now();
-      const results = await search(store, query, searchOptions);
-      const searchMs = performance.now() - searchStarted;
+      const { resolved, results, timings } = await runSearch(request, { store, encoder: this.options.encoder, feeder: this.feeder });
+      const { query, sliceIndices } = resolved;
       const zs = query.zMm ? Array.from(query.zMm) : [];
       return {
         query: {
@@ -203,7 +141,7 @@ export class SearchService {
           firstSlice: Math.min(...sliceIndices),
           lastSlice: Math.max(...sliceIndices),
           ...(zs.length ? { zStartMm: Math.min(...zs), zEndMm: Math.max(...zs) } : {}),
-          reusedStoredVectors: reused,
+          reusedStoredVectors: resolved.reusedStoredVectors,
         },
         options: {
           method: searchOptions.method,
@@ -214,7 +152,7 @@ export class SearchService {
           mode: searchOptions.mode ?? 'exact',
           ...(searchOptions.fuseWith ? { fuse: searchOptions.fuseWith.method, fusion: searchOptions.fuseWith.fusion } : {}),
         },
-        timings: { queryMs, searchMs },
+        timings,
         results: results.map((r) => this.shape(r, sliceIndices, body.matches ?? false)),
       };
     });
@@ -236,37 +174,6 @@ export class SearchService {
       spacingMm: record ? [...record.spacingMm] : [0, 0, 0],
       modality: record?.modality ?? 'unknown',
     };
-  }
-
-  /** Query vectors of an uploaded volume. The same scan indexed: its stored rows, exactly as a search by
-   * its volume id (no encoder needed). Otherwise embedded with the index's encoder, only the slices no
-   * earlier search of this upload embedded. */
-  private async uploadQuery(upload: UploadedVolume, range: QueryRange): Promise<{ query: QueryVectors; sliceIndices: number[]; reused: boolean }> {
-    const { store } = this.options;
-    const { volume, record } = upload;
-    if (record) {
-      const resolved = await resolveQuery({ kind: 'indexed', volumeId: record.volumeId }, range as QueryRangeInput, { store });
-      return { query: resolved.query, sliceIndices: resolved.sliceIndices, reused: true };
-    }
-    const model = await this.options.encoder();
-    // The encoder's slice step decides which slices a range selects, as when indexing.
-    const stepMm = model.preprocessing.sliceStepMm;
-    const wanted = querySliceIndices(volume, range, stepMm ? { stepMm } : {});
-    const missing = wanted.filter((k) => !upload.embedded.has(k));
-    if (missing.length) {
-      const embedded = await embedVolume(volume, model, { sliceIndices: missing, feeder: this.feeder });
-      embedded.sliceIndices.forEach((k, row) => {
-        upload.embedded.set(k, { vector: embedded.vectors.slice(row * model.dim, (row + 1) * model.dim), zMm: embedded.zMm[row] });
-      });
-    }
-    const vectors = new Float32Array(wanted.length * model.dim);
-    const zMm = new Float64Array(wanted.length);
-    wanted.forEach((k, row) => {
-      const slice = upload.embedded.get(k)!;
-      vectors.set(slice.vector, row * model.dim);
-      zMm[row] = Number.isFinite(slice.zMm) ? slice.zMm : sliceZMm(volume, k);
-    });
-    return { query: { vectors, dim: model.dim, sliceIndices: Int32Array.from(wanted), zMm }, sliceIndices: wanted, reused: false };
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@ import { DISPLAY_WINDOWS, encodePng, renderSlice, type DisplayWindow, type Plane
 import { readVolume } from '../io/read.js';
 import { sliceZMm, type Vec3, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
-import { MATCH_COLOR, QUERY_COLOR } from '../app/sheet.js';
+import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { ApiError, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openIndexForWriting } from '../../src/cli/index-command.js';
+import { openIndex } from '../../src/ingest/open-index.js';
 import { demoPlan } from '../../src/cli/demo.js';
 import { indexVolumes } from '../../src/ingest/indexer.js';
 import { writeNifti } from '../../src/io/nifti-writer.js';
@@ -58,7 +58,9 @@ export async function buildPhantomIndex(options: PhantomIndexOptions): Promise<P
     });
   }
   const indexDir = join(dir, 'index');
-  const { store, encoder } = await openIndexForWriting(indexDir, { encoder: options.encoder ?? 'baseline' }, () => undefined);
+  const index = await openIndex(indexDir, { spec: { encoder: options.encoder ?? 'baseline' } });
+  const { store } = index;
+  const encoder = await index.encoder();
   const byPath = new Map(written.map((w) => [w.path, w]));
   try {
     const summary = await indexVolumes(
@@ -73,7 +75,6 @@ export async function buildPhantomIndex(options: PhantomIndexOptions): Promise<P
     });
     return { dir, indexDir, phantoms, cleanup: () => rm(dir, { recursive: true, force: true }) };
   } finally {
-    store.close();
-    await encoder.close();
+    await index.close();
   }
 }

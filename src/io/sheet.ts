@@ -1,6 +1,6 @@
-import { encodePng, renderSlice, type RgbaImage, type Rgb } from '../io/png.js';
-import { writeFileAtomic } from '../io/nifti-writer.js';
-import type { Volume } from '../io/volume.js';
+import { encodePng, renderSlice, type RgbaImage, type Rgb } from './png.js';
+import { writeFileAtomic } from './nifti-writer.js';
+import type { Volume } from './volume.js';
 
 /**
  * A search result as a picture: the query and each retrieved volume as coronal views side by side, the

@@ -1,0 +1,122 @@
+import { mkdir } from 'node:fs/promises';
+import type { Encoder } from '../encode/encoder.js';
+import { DEFAULT_ENCODER } from '../encode/registry.js';
+import { StoreError } from '../store/errors.js';
+import { indexExists, openStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+
+export { indexExists };
+import { ENCODER_SPEC_FILE, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from './encoder-spec.js';
+
+/**
+ * An index directory opened with the encoder that fills and queries it, so a query can never be
+ * embedded differently from the archive (ColBERT's searcher reads its model from the index the same
+ * way). Every front end opens indexes here: `mir3d index`/`search`/`serve`, the demo and eval.
+ */
+export interface OpenedIndex {
+  dir: string;
+  store: Store;
+  /** The index's encoder: opened at open when writing, on first call when reading (a search by an
+   * indexed id needs none). A failed open is retried on the next call. */
+  encoder(): Promise<Encoder>;
+  /** Whether an encoder can be opened at all (a spec beside the index, or one given). */
+  readonly canOpenEncoder: boolean;
+  /** Closes the store and the encoder, if it was opened. */
+  close(): Promise<void>;
+}
+
+export interface OpenIndexOptions {
+  /** Open the store read-only (searching); default false (indexing: the index is created if absent). */
+  readOnly?: boolean;
+  /** Writing: the encoder asked for. A new index is created with it (default: the spec already beside
+   * the folder, else the built-in default); an existing one must hold its vectors. */
+  spec?: EncoderSpec;
+  /** Opens the encoder; default openSpecEncoder of the spec (eval, tests and embedders hand in their
+   * own). Its encoder must still yield the id the index pins. */
+  openEncoder?: (spec: EncoderSpec | undefined) => Promise<Encoder>;
+  onStatus?: (message: string) => void;
+}
+
+export async function openIndex(dir: string, options: OpenIndexOptions = {}): Promise<OpenedIndex> {
+  const openSpec = (spec: EncoderSpec | undefined): Promise<Encoder> => {
+    if (options.openEncoder) return options.openEncoder(spec);
+    if (!spec) throw new StoreError('MISSING_ENCODER', dir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with`);
+    return openSpecEncoder(spec, options.onStatus);
+  };
+  if (options.readOnly) {
+    if (!indexExists(dir)) throw new StoreError('NOT_FOUND', dir, 'no index here (create one with mir3d index)');
+    const store = openStore(dir, { readOnly: true });
+    return readingIndex(dir, store, options, openSpec);
+  }
+
+  const exists = indexExists(dir);
+  const saved = readEncoderSpec(dir);
+  // The spec is written before the index exists, so a run killed in between leaves an index that can
+  // always be reopened (a spec without an index is simply used for the new one).
+  const spec = options.spec ?? saved ?? (exists ? undefined : { encoder: DEFAULT_ENCODER });
+  if (!spec) {
+    const probe = openStore(dir, { readOnly: true });
+    const pinned = probe.encoderId;
+    probe.close();
+    throw new StoreError('MISSING_ENCODER', dir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with (${pinned})`);
+  }
+  const encoder = await openSpec(spec);
+  let store: Store;
+  try {
+    if (!exists) await mkdir(dir, { recursive: true });
+    if (!exists || !saved) await writeEncoderSpec(dir, spec);
+    store = openStore(dir, { encoderId: encoder.id, dim: encoder.dim });
+  } catch (error) {
+    await encoder.close();
+    if (error instanceof StoreError && error.code === 'ENCODER_MISMATCH') {
+      throw new StoreError('ENCODER_MISMATCH', dir, `this index holds vectors of another encoder than ${encoder.id} ("${spec.encoder}"). Use another --db, or leave out --encoder to use the index's own`);
+    }
+    throw error;
+  }
+  return {
+    dir,
+    store,
+    canOpenEncoder: true,
+    encoder: () => Promise.resolve(encoder),
+    async close() {
+      store.close();
+      await encoder.close();
+    },
+  };
+}
+
+function readingIndex(dir: string, store: Store, options: OpenIndexOptions, openSpec: (spec: EncoderSpec | undefined) => Promise<Encoder>): OpenedIndex {
+  let opening: Promise<Encoder> | undefined;
+  const open = async (): Promise<Encoder> => {
+    const spec = options.spec ?? readEncoderSpec(dir);
+    if (!spec && !options.openEncoder) {
+      throw new StoreError('MISSING_ENCODER', dir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with (${store.encoderId})`);
+    }
+    const encoder = await openSpec(spec);
+    // A model file replaced in place would yield another id than the one the index pins.
+    if (encoder.id !== store.encoderId) {
+      await encoder.close();
+      throw new StoreError('ENCODER_MISMATCH', dir, `encoder "${spec?.encoder ?? encoder.name}" now yields id ${encoder.id}, but the index holds vectors of ${store.encoderId} (was the model file changed?)`);
+    }
+    return encoder;
+  };
+  return {
+    dir,
+    store,
+    get canOpenEncoder() {
+      return options.spec !== undefined || options.openEncoder !== undefined || readEncoderSpec(dir) !== undefined;
+    },
+    encoder() {
+      opening ??= open().catch((error: unknown) => {
+        opening = undefined;
+        throw error;
+      });
+      return opening;
+    },
+    async close() {
+      store.close();
+      const encoder = await opening?.catch(() => undefined);
+      await encoder?.close();
+    },
+  };
+}
