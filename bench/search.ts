@@ -23,7 +23,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { maxSimilarityPerSegment } from '../src/compute/late-interaction.js';
+import { maxSimilarityPerSegment } from '../src/compute/max-sim.js';
 import { computeSessions } from '../src/compute/runtime.js';
 import { openStore, type ApproximateIndexCalibration, type SliceHit, type Store } from '../src/store/index.js';
 import { HnswIndex } from '../src/store/usearch.js';

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { computeSessions, ComputeError, exactTopK, maxSimilarityPerSegment, type RowBlock } from '../src/compute/index.js';
+import {
+  computeSessions,
+  ComputeError,
+  createSession,
+  exactTopK,
+  maxSimilarityPerSegment,
+  OnnxGraphBuilder,
+  runSession,
+  type RowBlock,
+} from '../src/compute/index.js';
 import { bruteForceTopK, randomUnitRows } from './helpers/vectors.js';
 
 const DIM = 48;
@@ -120,6 +129,49 @@ describe('maxSimilarityPerSegment (late interaction)', () => {
     const b = await maxSimilarityPerSegment(queries, DIM, segments, { maxScoreBytes: 1024 });
     assert.deepEqual(b.argmaxRow, a.argmaxRow);
     assert.deepEqual(b.maxSimilarity, a.maxSimilarity);
+  });
+});
+
+describe('one MaxSim, two backends', () => {
+  test('ONNX Runtime and the TypeScript kernel give the same argmax rows and maxima within float32 rounding', async () => {
+    const queries = randomUnitRows(11, DIM, 21);
+    const segments = [randomUnitRows(310, DIM, 22), new Float32Array(0), randomUnitRows(3, DIM, 23), randomUnitRows(64, DIM, 24)];
+    const onnx = await maxSimilarityPerSegment(queries, DIM, segments);
+    const ts = await maxSimilarityPerSegment(queries, DIM, segments, { backend: 'typescript' });
+    assert.deepEqual(onnx.argmaxRow, ts.argmaxRow);
+    for (let i = 0; i < ts.maxSimilarity.length; i++) {
+      if (ts.maxSimilarity[i] === -Infinity) assert.equal(onnx.maxSimilarity[i], -Infinity);
+      else assert.ok(Math.abs(onnx.maxSimilarity[i] - ts.maxSimilarity[i]) < 1e-5, `entry ${i}`);
+    }
+    await assert.rejects(maxSimilarityPerSegment(queries, DIM + 1, segments, { backend: 'typescript' }), (e: unknown) => e instanceof ComputeError && e.code === 'BAD_INPUT');
+  });
+});
+
+describe('one session factory and one graph builder', () => {
+  test('a graph written by the builder (several typed inputs and outputs) runs in a session from the factory', async () => {
+    const g = new OnnxGraphBuilder();
+    for (const name of ['x', 'k']) g.reserve(name);
+    const doubled = g.node('Add', ['x', 'x'], 'doubled');
+    g.namedNode({ opType: 'TopK', inputs: [doubled, 'k'], outputs: ['values', 'indices'], attributes: { axis: 1, largest: 1, sorted: 1 } });
+    const bytes = g.toModelBytes({
+      graphName: 'test',
+      docString: 'test graph',
+      input: [
+        { name: 'x', dims: ['n', 4] },
+        { name: 'k', dims: [1], type: 'int64' },
+      ],
+      output: [
+        { name: 'values', dims: ['n', 'k'] },
+        { name: 'indices', dims: ['n', 'k'], type: 'int64' },
+      ],
+    });
+    const { session, provider } = await createSession(bytes, { provider: 'cpu', threads: 1 });
+    assert.equal(provider, 'cpu');
+    const out = await runSession(session, { x: { type: 'float32', data: Float32Array.of(1, 5, 2, 4), dims: [1, 4] }, k: { type: 'int64', data: BigInt64Array.of(2n), dims: [1] } });
+    assert.deepEqual([...(out.values.data as Float32Array)], [10, 8]);
+    assert.deepEqual([...(out.indices.data as BigInt64Array)], [1n, 3n]);
+    await session.release();
+    await assert.rejects(createSession(Uint8Array.of(1, 2, 3), { provider: 'cpu' }), (e: unknown) => e instanceof ComputeError && e.code === 'BAD_MODEL');
   });
 });
 

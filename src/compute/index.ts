@@ -1,4 +1,30 @@
-/** Numeric kernels on ONNX Runtime. Imports nothing else from the project, so any stage may use them. */
+/** Everything that touches ONNX Runtime: sessions and provider choice, the graph builder, the numeric
+ * kernels. Imports nothing else from the project, so any stage may use it. */
+export { ComputeError, type ComputeErrorCode } from './errors.js';
+export {
+  createSession,
+  cudaProviderLibrary,
+  gpuPresent,
+  ortBindingDirs,
+  runSession,
+  type ExecutionProvider,
+  type ExecutionProviderChoice,
+  type InferenceSession,
+  type OpenedSession,
+  type RunOutput,
+  type SessionOptions,
+  type TensorData,
+  type ValueMetadata,
+} from './session.js';
+export { OnnxGraphBuilder, ONNX_IR_VERSION, ONNX_OPSET, type AttributeValue, type OnnxDim, type OnnxElementType, type OnnxNodeSpec, type OnnxValueInfo } from './onnx-graph.js';
+export { computeSessions, type ComputeOptions, type ComputeSessions } from './runtime.js';
 export { exactTopK, type RowBlock, type TopKOptions, type TopKResult } from './topk.js';
-export { maxSimilarityPerSegment, type MaxSimOptions, type MaxSimResult } from './late-interaction.js';
-export { computeSessions, ComputeError, type ComputeOptions, type ComputeProvider, type ComputeProviderChoice, type ComputeSessions } from './runtime.js';
+export {
+  maxSimFromSimilarity,
+  maxSimilarityPerSegment,
+  type MaxSimBackend,
+  type MaxSimKernel,
+  type MaxSimOptions,
+  type MaxSimResult,
+} from './max-sim.js';
+export { similarityMatrix, typescriptSimilarity, type SimilarityKernel } from './similarity-ts.js';

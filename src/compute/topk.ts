@@ -4,7 +4,8 @@
  * Runtime reads the Float32Array in place), so the archive is held once, in blocks of a few hundred MB.
  */
 import * as ort from 'onnxruntime-node';
-import { ComputeError, computeSessions, type ComputeOptions } from './runtime.js';
+import { ComputeError } from './errors.js';
+import { computeSessions, type ComputeOptions } from './runtime.js';
 
 export interface RowBlock {
   /** Row-major vectors; only the first `rows` rows are read, so a block may have spare capacity. */

@@ -5,11 +5,18 @@
  * full preprocessing, so an index never mixes vectors of two models or two preprocessings.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
-import { basename, delimiter, dirname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { Tensor } from 'onnxruntime-node';
+import {
+  ComputeError,
+  createSession as createComputeSession,
+  gpuPresent,
+  type ExecutionProvider,
+  type ExecutionProviderChoice,
+  type OpenedSession,
+} from '../compute/index.js';
 import type { SlicePreprocessing, HuWindow } from '../preprocess/spec.js';
 import type { SliceTensor } from '../preprocess/slice-tensor.js';
 import { formatWindows, parseWindows } from '../preprocess/windows.js';
@@ -36,8 +43,10 @@ export const DEFAULT_WINDOWS_1 = 'abdomen';
 /** Size used when the model's input size is dynamic and nothing else says otherwise. */
 export const DEFAULT_INPUT_SIZE_PX = 224;
 
-export type ExecutionProviderChoice = 'auto' | 'cpu' | 'cuda';
-export type ProviderName = 'cpu' | 'cuda';
+export { gpuPresent };
+export type { ExecutionProviderChoice };
+/** The one provider enum of src/compute, under the name encoders used before. */
+export type ProviderName = ExecutionProvider;
 
 export interface OnnxEncoderOptions {
   /** Name in the id and for people; default: the model folder's or file's name. */
@@ -91,9 +100,9 @@ export function resolveExtraFeeds(feeds: ExtraFeeds | undefined, session: ort.In
 }
 
 export function constantTensor(feed: ConstantFeed): ort.Tensor {
-  if (feed.type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(feed.values, (v) => BigInt(v)), feed.dims);
-  if (feed.type === 'int32') return new ort.Tensor('int32', Int32Array.from(feed.values), feed.dims);
-  return new ort.Tensor('float32', Float32Array.from(feed.values), feed.dims);
+  if (feed.type === 'int64') return new Tensor('int64', BigInt64Array.from(feed.values, (v) => BigInt(v)), feed.dims);
+  if (feed.type === 'int32') return new Tensor('int32', Int32Array.from(feed.values), feed.dims);
+  return new Tensor('float32', Float32Array.from(feed.values), feed.dims);
 }
 
 const PREFERRED_OUTPUTS = ['image_embeds', 'pooler_output', 'features', 'embeddings'];
@@ -305,7 +314,7 @@ function encoderId(init: { name: string; modelSha256: string; preprocessing: Sli
 
 async function runModel(session: ort.InferenceSession, inputName: string, outputName: string, data: Float32Array, spec: ModelInputSpec, count: number, source: string, extraFeeds: Record<string, ort.Tensor>): Promise<{ data: Float32Array; dims: number[] }> {
   const shape = spec.layout === 'NCHW' ? [count, spec.channels, spec.heightPx, spec.widthPx] : [count, spec.heightPx, spec.widthPx, spec.channels];
-  const feeds = { ...extraFeeds, [inputName]: new ort.Tensor('float32', data, shape) };
+  const feeds = { ...extraFeeds, [inputName]: new Tensor('float32', data, shape) };
   let results: ort.InferenceSession.ReturnType;
   try {
     results = await session.run(feeds, [outputName]);
@@ -436,69 +445,14 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Execution providers.
-
-/** A GPU is there when the driver's device node or nvidia-smi exists (no process is spawned). */
-export function gpuPresent(): boolean {
-  if (existsSync('/dev/nvidia0')) return true;
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, 'nvidia-smi')));
-}
-
-/** onnxruntime-node loads its CUDA provider from a shared library beside its binding; npm installs it only
- * when the install script may download (this project sets onnxruntime-node-install=skip). */
-function cudaProviderLibrary(): string | undefined {
+/** Sessions come from the project's one factory (src/compute); this gives its errors in the encoder's
+ * terms (every encoder and text tower opens its model through here). */
+export async function createSession(modelPath: string, options: Pick<OnnxEncoderOptions, 'intraOpThreads' | 'executionProvider'>): Promise<OpenedSession> {
   try {
-    const bin = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin');
-    const file = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
-    // bin/napi-vN/<platform>/<arch>/, whichever N-API version this release builds for.
-    for (const napi of readdirSync(bin)) {
-      const library = join(bin, napi, process.platform, process.arch, file);
-      if (existsSync(library)) return library;
-    }
-    return undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export async function createSession(modelPath: string, options: Pick<OnnxEncoderOptions, 'intraOpThreads' | 'executionProvider'>): Promise<{ session: ort.InferenceSession; provider: ProviderName; providerNote: string | undefined }> {
-  const threads = options.intraOpThreads ?? availableParallelism();
-  const base: ort.InferenceSession.SessionOptions = {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-  };
-  const choice = options.executionProvider ?? 'auto';
-  let providerNote: string | undefined;
-  if (choice !== 'cpu') {
-    const gpu = gpuPresent();
-    const cudaListed = ort.listSupportedBackends().some((backend) => backend.name === 'cuda');
-    const library = cudaProviderLibrary();
-    if (gpu && cudaListed && library) {
-      try {
-        const session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cuda', 'cpu'] });
-        return { session, provider: 'cuda', providerNote: undefined };
-      } catch (cause) {
-        providerNote = `CUDA execution provider failed to start (${cause instanceof Error ? cause.message : String(cause)}); running on CPU`;
-        if (choice === 'cuda') throw new EncoderError('PROVIDER_UNAVAILABLE', modelPath, providerNote, { cause });
-      }
-    } else {
-      const why = !gpu ? 'no NVIDIA GPU found' : !cudaListed ? 'this onnxruntime-node build has no CUDA backend' : 'onnxruntime-node was installed without its CUDA provider library';
-      providerNote = choice === 'cuda' || gpu ? `CUDA not used: ${why}; running on CPU` : undefined;
-      if (choice === 'cuda') throw new EncoderError('PROVIDER_UNAVAILABLE', modelPath, `CUDA requested but ${why}`);
-    }
-  }
-  try {
-    const session = await ort.InferenceSession.create(modelPath, { ...base, executionProviders: ['cpu'] });
-    return { session, provider: 'cpu', providerNote };
+    return await createComputeSession(modelPath, { provider: options.executionProvider ?? 'auto', threads: options.intraOpThreads });
   } catch (cause) {
-    const message = cause instanceof Error ? cause.message : String(cause);
-    throw new EncoderError('CORRUPT_MODEL', modelPath, `ONNX Runtime cannot load the model: ${firstLine(message)}`, { cause });
+    if (cause instanceof ComputeError && cause.code === 'PROVIDER_UNAVAILABLE') throw new EncoderError('PROVIDER_UNAVAILABLE', modelPath, cause.detail, { cause });
+    if (cause instanceof ComputeError && cause.code === 'BAD_MODEL') throw new EncoderError('CORRUPT_MODEL', modelPath, cause.detail, { cause });
+    throw cause;
   }
-}
-
-function firstLine(text: string): string {
-  return text.split('\n')[0].replace(/\u001b\[[0-9;]*m/g, '').trim();
 }

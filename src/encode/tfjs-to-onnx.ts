@@ -10,7 +10,7 @@
  */
 import type { DecodedWeight, TfjsArtifacts } from './tfjs-artifacts.js';
 import { EncoderError } from './errors.js';
-import { OnnxGraphBuilder, type AttributeValue } from './onnx-builder.js';
+import { OnnxGraphBuilder, type AttributeValue } from '../compute/onnx-graph.js';
 
 /** Bumped whenever the converter's output changes for the same weights: part of the cache file name. */
 export const CONVERTER_VERSION = 1;

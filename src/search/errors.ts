@@ -1,3 +1,5 @@
+import { ComputeError } from '../compute/errors.js';
+
 /**
  * Every problem with a query or search options becomes a SearchError with a stable code, so the CLI and
  * server can print one line and map it to a user error, and tests can assert the reason rather than a
@@ -31,6 +33,15 @@ export class SearchError extends Error {
   ) {
     super(detail);
   }
+}
+
+/** A kernel failure from src/compute as a SearchError with the matching code; anything else unchanged. */
+export function asSearchError(error: unknown): unknown {
+  if (error instanceof ComputeError) {
+    if (error.code === 'BAD_INPUT') return new SearchError('BAD_QUERY', error.detail);
+    if (error.code === 'KERNEL_OUTPUT') return new SearchError('KERNEL_OUTPUT', error.detail);
+  }
+  return error;
 }
 
 export function isSearchError(value: unknown): value is SearchError {

@@ -1,35 +1,26 @@
+import { maxSimFromSimilarity, maxSimilarityPerSegment, type MaxSimBackend, type MaxSimKernel, type MaxSimResult } from '../compute/index.js';
 import type { VolumeVectors } from '../store/types.js';
-import { SearchError } from './errors.js';
+import { SearchError, asSearchError, checkPositiveInteger } from './errors.js';
 import { localizeRegion, type AlignedPair, type LocalizationOptions } from './localize.js';
 import { checkQueryPositions, compareIds, rankAndCut } from './ranking.js';
-import { defaultSimilarityKernel, type SimilarityKernel } from './similarity.js';
+import type { SimilarityKernel } from './similarity.js';
 import type { LocalizedRegion, QueryVectors, SearchResult, SliceMatch } from './types.js';
 
 /** The query side of late interaction: embedded query slices and where they lie in the query volume. */
 export type LateInteractionQuery = Pick<QueryVectors, 'vectors' | 'dim' | 'sliceIndices' | 'zMm'>;
 
-/**
- * Per query row and candidate, the highest similarity to any of the candidate's rows and which row gave
- * it (first on ties), laid out queryCount × segmentCount (entry q · segmentCount + c). The same shape as
- * `maxSimilarityPerSegment` in src/compute, so that ONNX kernel plugs in as it is.
- */
-export interface MaxSimResult {
-  queryCount: number;
-  segmentCount: number;
-  maxSimilarity: Float32Array;
-  argmaxRow: Int32Array;
-}
-
-/** MaxSim of `queries` (rows × dim) against each segment (rows × dim, row-major). */
-export type MaxSimKernel = (queries: Float32Array, dim: number, segments: readonly Float32Array[]) => Promise<MaxSimResult>;
+export type { MaxSimKernel, MaxSimResult };
+export { maxSimFromSimilarity };
 
 export interface LateInteractionOptions {
-  /** Computes q × v similarity matrices; default the plain-TS blocked kernel. Used through
-   * `maxSimFromSimilarity` unless `maxSim` is given. */
+  /** Backend of src/compute's MaxSim; default 'typescript' here (exact, shape-independent), while `search`
+   * asks for 'onnx'. */
+  backend?: MaxSimBackend;
+  /** Computes q × v similarity matrices for the TS backend; default the plain-TS blocked kernel. */
   similarity?: SimilarityKernel;
-  /** A kernel that does the max itself (e.g. src/compute's ONNX one); takes precedence over `similarity`. */
+  /** A kernel of your own that does the max itself; takes precedence over `backend` and `similarity`. */
   maxSim?: MaxSimKernel;
-  /** Rows per similarity-kernel call, see `maxSimFromSimilarity`. */
+  /** Rows per similarity-kernel call of the TS backend, see `maxSimFromSimilarity`. */
   maxRowsPerCall?: number;
   localization?: LocalizationOptions;
 }
@@ -45,62 +36,6 @@ export interface LateInteractionScore {
   /** The alignment per query slice, sorted by query slice. */
   matches: SliceMatch[];
   region?: LocalizedRegion;
-}
-
-const DEFAULT_MAX_ROWS_PER_CALL = 8192;
-
-/**
- * A MaxSim kernel on top of a similarity-matrix kernel. Candidates are scored together in one kernel
- * call while their rows add up to at most `maxRowsPerCall` (default 8192; a larger candidate goes
- * alone, without a copy): fewer, larger calls suit an accelerator, and the bound keeps the q × v matrix
- * at tens of MB for a few hundred query slices.
- */
-export function maxSimFromSimilarity(
-  kernel: SimilarityKernel = defaultSimilarityKernel,
-  maxRowsPerCall: number = DEFAULT_MAX_ROWS_PER_CALL,
-): MaxSimKernel {
-  if (!Number.isInteger(maxRowsPerCall) || maxRowsPerCall < 1) {
-    throw new SearchError('BAD_OPTION', `maxRowsPerCall must be a positive integer, got ${maxRowsPerCall}`);
-  }
-  return async (queries, dim, segments) => {
-    if (!Number.isInteger(dim) || dim < 1 || queries.length % dim !== 0) {
-      throw new SearchError('BAD_QUERY', `queries hold ${queries.length} floats, not whole rows of dimension ${dim}`);
-    }
-    const queryCount = queries.length / dim;
-    const segmentCount = segments.length;
-    const maxSimilarity = new Float32Array(queryCount * segmentCount).fill(-Infinity);
-    const argmaxRow = new Int32Array(queryCount * segmentCount).fill(-1);
-    for (const chunk of chunkByRows(segments, dim, maxRowsPerCall)) {
-      const vCount = chunk.rows;
-      const v = chunk.segments.length === 1 ? segments[chunk.segments[0]] : concatRows(segments, chunk, dim);
-      const matrix = await kernel(queries, queryCount, v, vCount, dim);
-      if (!(matrix instanceof Float32Array) || matrix.length !== queryCount * vCount) {
-        throw new SearchError(
-          'KERNEL_OUTPUT',
-          `similarity kernel returned ${describeLength(matrix)} values, expected ${queryCount} × ${vCount}`,
-        );
-      }
-      for (let i = 0; i < queryCount; i++) {
-        const rowBase = i * vCount;
-        chunk.segments.forEach((s, n) => {
-          const start = rowBase + chunk.offsets[n];
-          const rows = segments[s].length / dim;
-          let best = -Infinity;
-          let arg = -1;
-          for (let r = 0; r < rows; r++) {
-            const value = matrix[start + r];
-            if (value > best) {
-              best = value;
-              arg = r;
-            }
-          }
-          maxSimilarity[i * segmentCount + s] = best;
-          argmaxRow[i * segmentCount + s] = arg;
-        });
-      }
-    }
-    return { queryCount, segmentCount, maxSimilarity, argmaxRow };
-  };
 }
 
 /**
@@ -119,12 +54,20 @@ export async function lateInteractionScores(
   for (const c of candidates) checkCandidate(c, dim);
   const scored = candidates.filter((c) => c.sliceIndices.length > 0);
   if (scored.length === 0) return [];
-  const maxSim = options.maxSim ?? maxSimFromSimilarity(options.similarity, options.maxRowsPerCall);
-  const result = await maxSim(
-    query.vectors,
-    dim,
-    scored.map((c) => c.vectors),
-  );
+  if (options.maxRowsPerCall !== undefined) checkPositiveInteger(options.maxRowsPerCall, 'maxRowsPerCall');
+  const segments = scored.map((c) => c.vectors);
+  let result: MaxSimResult;
+  try {
+    result = options.maxSim
+      ? await options.maxSim(query.vectors, dim, segments)
+      : await maxSimilarityPerSegment(query.vectors, dim, segments, {
+          backend: options.backend ?? 'typescript',
+          ...(options.similarity ? { similarity: options.similarity } : {}),
+          ...(options.maxRowsPerCall !== undefined ? { maxRowsPerCall: options.maxRowsPerCall } : {}),
+        });
+  } catch (error) {
+    throw asSearchError(error);
+  }
   const expected = qCount * scored.length;
   if (result.maxSimilarity.length !== expected || result.argmaxRow.length !== expected) {
     throw new SearchError(
@@ -226,38 +169,4 @@ function checkCandidate(c: VolumeVectors, dim: number): void {
       `volume ${c.volumeId}: ${rows} slice indices, ${c.zMm.length} z positions and ${c.vectors.length} floats do not agree`,
     );
   }
-}
-
-interface Chunk {
-  /** Indices of the segments in this chunk, in order. */
-  segments: number[];
-  /** Row offset of each segment inside the chunk. */
-  offsets: number[];
-  rows: number;
-}
-
-function* chunkByRows(segments: readonly Float32Array[], dim: number, maxRows: number): Generator<Chunk> {
-  let chunk: Chunk = { segments: [], offsets: [], rows: 0 };
-  for (let s = 0; s < segments.length; s++) {
-    const rows = segments[s].length / dim;
-    if (rows === 0) continue;
-    if (chunk.segments.length > 0 && chunk.rows + rows > maxRows) {
-      yield chunk;
-      chunk = { segments: [], offsets: [], rows: 0 };
-    }
-    chunk.segments.push(s);
-    chunk.offsets.push(chunk.rows);
-    chunk.rows += rows;
-  }
-  if (chunk.segments.length > 0) yield chunk;
-}
-
-function concatRows(segments: readonly Float32Array[], chunk: Chunk, dim: number): Float32Array {
-  const out = new Float32Array(chunk.rows * dim);
-  chunk.segments.forEach((s, n) => out.set(segments[s], chunk.offsets[n] * dim));
-  return out;
-}
-
-function describeLength(value: unknown): string {
-  return value instanceof Float32Array ? String(value.length) : `a non-Float32Array (${typeof value}) instead of`;
 }

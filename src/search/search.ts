@@ -6,7 +6,6 @@ import { DEFAULT_FUSION_TOP, interleave, reciprocalRankFusion } from './fusion.j
 import { checkQuery, lateInteractionScores, rerank, type LateInteractionOptions, type MaxSimKernel } from './late-interaction.js';
 import type { LocalizationOptions } from './localize.js';
 import type { SimilarityKernel } from './similarity.js';
-import { maxSimilarityPerSegment } from '../compute/index.js';
 import {
   SEARCH_METHODS,
   type FirstStageMethod,
@@ -19,8 +18,6 @@ import {
   type VolumeMethod,
 } from './types.js';
 import { volumeHitsToResults } from './volume.js';
-
-const onnxMaxSim: MaxSimKernel = (queries, dim, segments) => maxSimilarityPerSegment(queries, dim, segments);
 
 export const DEFAULT_SLICE_K = 20;
 export const DEFAULT_CANDIDATES = 50;
@@ -56,7 +53,7 @@ export interface SearchOptions {
   /** Similarity kernel for the late interaction and for localization (the plain-TS one is exported as
    * defaultSimilarityKernel); used only when `maxSim` is not given. */
   similarity?: SimilarityKernel;
-  /** A MaxSim kernel; takes precedence over `similarity`. Default: ONNX Runtime (src/compute). */
+  /** A MaxSim kernel of your own; takes precedence over `similarity`. Default: src/compute's MaxSim on ONNX Runtime. */
   maxSim?: MaxSimKernel;
   localization?: LocalizationOptions;
   /** Give results without a region (volume methods) one by aligning the query to them; default true. */
@@ -124,8 +121,12 @@ export async function search(store: Store, query: QueryVectors, options: SearchO
 
   // ONNX Runtime's matrix product unless the caller chose a kernel: the plain-TS one is ~20× slower on
   // full-size re-ranking (50 candidates × 300 slices × 1280 dims).
-  const maxSim = options.maxSim ?? (options.similarity ? undefined : onnxMaxSim);
-  const kernels: LateInteractionOptions = { similarity: options.similarity, maxSim, localization: options.localization };
+  const kernels: LateInteractionOptions = {
+    backend: 'onnx',
+    ...(options.similarity ? { similarity: options.similarity } : {}),
+    ...(options.maxSim ? { maxSim: options.maxSim } : {}),
+    localization: options.localization,
+  };
 
   const run = async (method: SearchMethod, depth: number): Promise<SearchResult[]> => {
     if (method === 'rerank') {

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { exactTopK, type RowBlock } from '../compute/topk.js';
-import { computeSessions, type ComputeOptions, type ComputeProvider } from '../compute/runtime.js';
+import { computeSessions, type ComputeOptions, type ExecutionProvider } from '../compute/index.js';
 import { AnnIndex, MAX_SLICES_PER_VOLUME } from './ann.js';
 import { SqliteArtifacts, SqliteState } from './artifacts.js';
 import { StoreError } from './errors.js';
@@ -213,7 +213,7 @@ export class EmbeddedStore implements Store {
   private lastAnnReport: ApproximateIndexReport | undefined;
   private dataVersion: number;
   private closed = false;
-  private provider: ComputeProvider | undefined;
+  private provider: ExecutionProvider | undefined;
   private readonly hnswConfig: HnswConfig;
   private readonly threads: number;
   private readonly statements: ReturnType<typeof prepareStatements>;

@@ -1,16 +1,17 @@
 /**
- * A small writer of ONNX models on top of onnx-proto's protobuf classes: nodes, float/int64 initializers and
- * a model with one float input and one float output. Used by the TF.js converter; the output is byte-for-byte
- * deterministic (no timestamps, names in creation order), so the same weights always give the same file and
- * therefore the same encoder id.
+ * The one writer of ONNX models in the project, on top of onnx-proto's protobuf classes: nodes, float/int64
+ * initializers, typed graph inputs and outputs with fixed or symbolic dimensions. Used by the TF.js converter
+ * and for the compute kernels' graphs. The output is byte-for-byte deterministic (no timestamps, names in
+ * creation order), so the same weights always give the same file and therefore the same encoder id.
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-/** The ONNX opset the converter emits. 13 has Clip/Pad/Squeeze with tensor inputs and is run by every
- * ONNX Runtime since 1.6. */
+/** The ONNX opset every mir3d graph uses. 13 has Clip/Pad/Squeeze with tensor inputs, TopK with k as an
+ * input (so k need not be baked into a model) and Gemm with a broadcast 1-D C; every ONNX Runtime since 1.7
+ * runs it. */
 export const ONNX_OPSET = 13;
 /** IR version 8 is the newest the bundled onnx-proto (ONNX 1.10) defines; ONNX Runtime reads it. */
 export const ONNX_IR_VERSION = 8;
@@ -22,9 +23,21 @@ export type AttributeValue = number | { float: number } | string | number[] | { 
 /** A dimension: a fixed size or a symbolic name (e.g. 'batch'). */
 export type OnnxDim = number | string;
 
+export type OnnxElementType = 'float32' | 'int64';
+
 export interface OnnxValueInfo {
   name: string;
   dims: OnnxDim[];
+  /** Default float32. */
+  type?: OnnxElementType;
+}
+
+/** A node whose outputs are named by the caller (graph outputs, multi-output ops such as TopK). */
+export interface OnnxNodeSpec {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+  attributes?: Record<string, AttributeValue>;
 }
 
 export class OnnxGraphBuilder {
@@ -99,6 +112,19 @@ export class OnnxGraphBuilder {
     return output;
   }
 
+  /** Adds a node with caller-chosen output names (reserved here), e.g. a graph's outputs. */
+  namedNode(spec: OnnxNodeSpec): string[] {
+    for (const output of spec.outputs) this.reserve(output);
+    this.nodes.push({
+      opType: spec.opType,
+      name: spec.outputs[0],
+      input: spec.inputs,
+      output: spec.outputs,
+      attribute: Object.entries(spec.attributes ?? {}).map(([key, value]) => attribute(key, value)),
+    });
+    return spec.outputs;
+  }
+
   /** Renames a node output to the graph's final output name with an Identity (keeps names stable). */
   identity(input: string, outputName: string): void {
     this.reserve(outputName);
@@ -107,24 +133,29 @@ export class OnnxGraphBuilder {
 
   toModelBytes(spec: {
     graphName: string;
-    input: OnnxValueInfo;
-    output: OnnxValueInfo;
+    /** One input or several (in this order). */
+    input: OnnxValueInfo | OnnxValueInfo[];
+    output: OnnxValueInfo | OnnxValueInfo[];
     docString: string;
-    metadata: Record<string, string>;
+    metadata?: Record<string, string>;
+    /** Default 'mir3d'. */
+    producerName?: string;
   }): Uint8Array {
+    const inputs = Array.isArray(spec.input) ? spec.input : [spec.input];
+    const outputs = Array.isArray(spec.output) ? spec.output : [spec.output];
     const model = onnx.ModelProto.create({
       irVersion: ONNX_IR_VERSION,
-      producerName: 'mir3d',
+      producerName: spec.producerName ?? 'mir3d',
       producerVersion: '1',
       docString: spec.docString,
       opsetImport: [{ domain: '', version: ONNX_OPSET }],
-      metadataProps: Object.entries(spec.metadata).map(([key, value]) => ({ key, value })),
+      metadataProps: Object.entries(spec.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: spec.graphName,
         node: this.nodes,
         initializer: this.initializers,
-        input: [valueInfo(spec.input)],
-        output: [valueInfo(spec.output)],
+        input: inputs.map(valueInfo),
+        output: outputs.map(valueInfo),
       },
     });
     return onnx.ModelProto.encode(model).finish();
@@ -136,7 +167,7 @@ function valueInfo(info: OnnxValueInfo): OnnxTypes.IValueInfoProto {
     name: info.name,
     type: {
       tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
+        elemType: info.type === 'int64' ? onnx.TensorProto.DataType.INT64 : onnx.TensorProto.DataType.FLOAT,
         shape: { dim: info.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
       },
     },

@@ -1,6 +1,9 @@
 /**
- * The late-interaction (MaxSim) kernel of the re-ranking stage: for every query slice and every candidate
- * volume, the highest similarity to any of the candidate's slices and which slice gave it.
+ * The one late-interaction (MaxSim) kernel: for every query slice and every candidate volume, the highest
+ * similarity to any of the candidate's slices and which slice gave it. Everything that ranks by late
+ * interaction calls `maxSimilarityPerSegment`; its backends are ONNX Runtime's matrix product (the default,
+ * and the GPU path) and a plain-TypeScript kernel, which is the CPU fallback when ONNX Runtime cannot start
+ * and the exact, shape-independent reference the tests use.
  *
  * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows × 1280 dims): one Gemm over the
  * candidates' rows in place + a JS segment max ≈ 28 ms, one Gemm per candidate ≈ 31 ms, a padded
@@ -9,7 +12,9 @@
  * candidates; adjacent views of one buffer run as one Gemm; only small candidates are packed together.
  */
 import * as ort from 'onnxruntime-node';
-import { ComputeError, computeSessions, type ComputeOptions } from './runtime.js';
+import { ComputeError } from './errors.js';
+import { computeSessions, type ComputeOptions } from './runtime.js';
+import { typescriptSimilarity, type SimilarityKernel } from './similarity-ts.js';
 
 export interface MaxSimResult {
   queryCount: number;
@@ -20,12 +25,26 @@ export interface MaxSimResult {
   argmaxRow: Int32Array;
 }
 
+/** MaxSim of `queries` (rows × dim) against each segment (rows × dim, row-major). */
+export type MaxSimKernel = (queries: Float32Array, dim: number, segments: readonly Float32Array[]) => Promise<MaxSimResult>;
+
+/** 'onnx': ONNX Runtime (CUDA when the sessions run there), falling back to 'typescript' when ONNX Runtime
+ * cannot start. 'typescript': the plain-TS kernel (or `similarity` when given), exact in float64. */
+export type MaxSimBackend = 'onnx' | 'typescript';
+
 export interface MaxSimOptions extends ComputeOptions {
-  /** Upper bound on one run's similarity matrix (query rows × rows × 4 B). Default 64 MiB. */
+  /** Default 'onnx'; a `similarity` kernel implies 'typescript' (the segment max in TS on its matrices). */
+  backend?: MaxSimBackend;
+  /** A similarity-matrix kernel for the TS backend; default the blocked TS kernel. */
+  similarity?: SimilarityKernel;
+  /** ONNX backend: upper bound on one run's similarity matrix (query rows × rows × 4 B). Default 64 MiB. */
   maxScoreBytes?: number;
+  /** TS backend: candidate rows per similarity-kernel call (default 8192), see `maxSimFromSimilarity`. */
+  maxRowsPerCall?: number;
 }
 
 const DEFAULT_MAX_SCORE_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_ROWS_PER_CALL = 8192;
 /** Candidates at least this long run on their own (no copy); shorter ones are packed, since per-run
  * overhead (~0.1–0.3 ms) then outweighs the copy. */
 const PACK_BELOW_ROWS = 256;
@@ -40,27 +59,43 @@ interface Run {
   view?: Float32Array;
 }
 
-/**
- * MaxSim for `queries` (rows × dim) against each of `segments` (each rows × dim, row-major).
- * The late-interaction score of candidate c is then the mean over query rows of maxSimilarity[q, c].
- */
-export async function maxSimilarityPerSegment(queries: Float32Array, dim: number, segments: readonly Float32Array[], options: MaxSimOptions = {}): Promise<MaxSimResult> {
+function checkInputs(queries: Float32Array, dim: number, segments: readonly Float32Array[]): void {
   if (!Number.isInteger(dim) || dim <= 0 || queries.length % dim !== 0) {
     throw new ComputeError('BAD_INPUT', `queries hold ${queries.length} floats, not a multiple of dim ${dim}`);
   }
   segments.forEach((s, i) => {
     if (s.length % dim !== 0) throw new ComputeError('BAD_INPUT', `segment ${i} holds ${s.length} floats, not a multiple of dim ${dim}`);
   });
-  const queryCount = queries.length / dim;
-  const segmentCount = segments.length;
-  const result: MaxSimResult = {
+}
+
+function emptyResult(queryCount: number, segmentCount: number): MaxSimResult {
+  return {
     queryCount,
     segmentCount,
     maxSimilarity: new Float32Array(queryCount * segmentCount).fill(-Infinity),
     argmaxRow: new Int32Array(queryCount * segmentCount).fill(-1),
   };
-  if (queryCount === 0 || segmentCount === 0) return result;
-  const sessions = await computeSessions(options);
+}
+
+/**
+ * MaxSim for `queries` (rows × dim) against each of `segments` (each rows × dim, row-major).
+ * The late-interaction score of candidate c is then the mean over query rows of maxSimilarity[q, c].
+ */
+export async function maxSimilarityPerSegment(queries: Float32Array, dim: number, segments: readonly Float32Array[], options: MaxSimOptions = {}): Promise<MaxSimResult> {
+  checkInputs(queries, dim, segments);
+  const backend = options.similarity ? 'typescript' : (options.backend ?? 'onnx');
+  if (backend === 'typescript') return maxSimFromSimilarity(options.similarity, options.maxRowsPerCall)(queries, dim, segments);
+  const queryCount = queries.length / dim;
+  const result = emptyResult(queryCount, segments.length);
+  if (queryCount === 0 || segments.length === 0) return result;
+  let sessions;
+  try {
+    sessions = await computeSessions(options);
+  } catch (error) {
+    // The CPU fallback: an explicit CUDA request must still fail loudly.
+    if (options.provider === 'cuda') throw error;
+    return maxSimFromSimilarity(undefined, options.maxRowsPerCall)(queries, dim, segments);
+  }
   const maxScoreBytes = options.maxScoreBytes ?? DEFAULT_MAX_SCORE_BYTES;
   const queriesPerRun = Math.min(queryCount, 1024);
   const maxRunRows = Math.max(PACK_BELOW_ROWS, Math.floor(maxScoreBytes / (4 * queriesPerRun)));
@@ -76,6 +111,50 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
     }
   }
   return result;
+}
+
+/**
+ * The TS backend as a kernel of its own, on top of any similarity-matrix kernel (default the blocked TS
+ * one). Candidates are scored together in one kernel call while their rows add up to at most
+ * `maxRowsPerCall` (a larger candidate goes alone, without a copy): fewer, larger calls suit an
+ * accelerator, and the bound keeps the q × v matrix at tens of MB for a few hundred query slices.
+ */
+export function maxSimFromSimilarity(kernel: SimilarityKernel = typescriptSimilarity, maxRowsPerCall: number = DEFAULT_MAX_ROWS_PER_CALL): MaxSimKernel {
+  if (!Number.isInteger(maxRowsPerCall) || maxRowsPerCall < 1) {
+    throw new ComputeError('BAD_INPUT', `maxRowsPerCall must be a positive integer, got ${maxRowsPerCall}`);
+  }
+  return async (queries, dim, segments) => {
+    checkInputs(queries, dim, segments);
+    const queryCount = queries.length / dim;
+    const result = emptyResult(queryCount, segments.length);
+    for (const chunk of chunkByRows(segments, dim, maxRowsPerCall)) {
+      const vCount = chunk.rows;
+      const v = chunk.segments.length === 1 ? segments[chunk.segments[0]] : pack(segments, chunk, dim);
+      const matrix = await kernel(queries, queryCount, v, vCount, dim);
+      if (!(matrix instanceof Float32Array) || matrix.length !== queryCount * vCount) {
+        const got = matrix instanceof Float32Array ? String(matrix.length) : `a non-Float32Array (${typeof matrix}) instead of`;
+        throw new ComputeError('KERNEL_OUTPUT', `similarity kernel returned ${got} values, expected ${queryCount} × ${vCount}`);
+      }
+      segmentMax(matrix, queryCount, chunk, 0, segments, dim, result);
+    }
+    return result;
+  };
+}
+
+function* chunkByRows(segments: readonly Float32Array[], dim: number, maxRows: number): Generator<Run> {
+  let chunk: Run = { segments: [], offsets: [], rows: 0 };
+  for (let s = 0; s < segments.length; s++) {
+    const rows = segments[s].length / dim;
+    if (rows === 0) continue;
+    if (chunk.segments.length > 0 && chunk.rows + rows > maxRows) {
+      yield chunk;
+      chunk = { segments: [], offsets: [], rows: 0 };
+    }
+    chunk.segments.push(s);
+    chunk.offsets.push(chunk.rows);
+    chunk.rows += rows;
+  }
+  if (chunk.segments.length > 0) yield chunk;
 }
 
 /** Groups segments into runs: adjacent views of one buffer merge for free, small segments are packed. */
