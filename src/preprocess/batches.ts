@@ -1,19 +1,10 @@
 import { sliceZMm, type Volume } from '../io/volume.js';
 import { bodyBoundingBox, type BodyCropOptions } from './body-crop.js';
-import {
-  fullBox,
-  planResize,
-  resampleColumnsInto,
-  resampleRowInto,
-  resizeScratch,
-  type PixelBox,
-  type ResizePlan,
-  type ResizeScratch,
-} from './resize.js';
+import { fullBox, planResize, resampleColumnsInto, resizeScratch, type PixelBox, type ResizePlan, type ResizeScratch } from './resize.js';
 import { selectSlices } from './slices.js';
 import type { SliceTensor } from './slice-tensor.js';
-import type { HuWindow, SlicePreprocessing } from './spec.js';
-import { windowInto } from './windows.js';
+import type { SlicePreprocessing } from './spec.js';
+import { int16WindowTable, windowResizeRowsFloat32, windowResizeRowsInt16, type CropRows } from './window-resize.js';
 
 /**
  * Everything about turning slices of one volume into encoder input that does not depend on the slice:
@@ -31,8 +22,8 @@ export interface SlicePlan {
   /** Float32 values per preprocessed slice: channels × heightPx × widthPx. */
   sliceValues: number;
   scratch: ResizeScratch;
-  /** One windowed source row of the crop. */
-  rowScratch: Float32Array;
+  /** Windowed values of every int16 HU, made on the first int16 slice (see int16WindowTable). */
+  int16Table?: Float32Array;
 }
 
 export interface SlicePlanOptions {
@@ -84,7 +75,6 @@ export function planSlicePreprocessing(volume: Volume, spec: SlicePreprocessing,
     channels,
     sliceValues: channels * spec.heightPx * spec.widthPx,
     scratch: resizeScratch(resize, channels),
-    rowScratch: new Float32Array(crop.iEnd - crop.iStart),
   };
 }
 
@@ -106,21 +96,18 @@ export function preprocessSliceInto(plan: SlicePlan, volume: Volume, k: number, 
   if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + plan.sliceValues > out.length) {
     throw new RangeError(`output region ${outOffset}..${outOffset + plan.sliceValues} does not fit in ${out.length} values`);
   }
-  const { resize, crop, channels, rowScratch, scratch } = plan;
-  const windows: HuWindow[] = plan.spec.windows;
+  const { resize, crop, channels, scratch } = plan;
   const { x, y } = resize;
   const data = volume.data;
-  const cropWidthPx = crop.iEnd - crop.iStart;
-  const cropHeightPx = crop.jEnd - crop.jStart;
-  const rowsPerChannel = cropHeightPx * x.dstLength;
-  const sliceBase = k * widthPx * heightPx;
-  for (let r = 0; r < cropHeightPx; r++) {
-    const srcRow = sliceBase + (crop.jStart + r) * widthPx + crop.iStart;
-    for (let c = 0; c < channels; c++) {
-      windowInto(data, srcRow, cropWidthPx, windows[c], rowScratch, 0);
-      resampleRowInto(x, rowScratch, 0, scratch.rows, c * rowsPerChannel + r * x.dstLength);
-    }
-  }
+  const rowsPerChannel = (crop.jEnd - crop.jStart) * x.dstLength;
+  const rows: CropRows = {
+    firstVoxel: k * widthPx * heightPx + crop.jStart * widthPx + crop.iStart,
+    rowStride: widthPx,
+    rows: crop.jEnd - crop.jStart,
+    channelStride: rowsPerChannel,
+  };
+  if (data instanceof Int16Array) windowResizeRowsInt16(data, rows, x, plan.int16Table ?? (plan.int16Table = int16WindowTable(plan.spec.windows)), channels, scratch.rows);
+  else windowResizeRowsFloat32(data, rows, x, plan.spec.windows, scratch.rows);
   const planeValues = resize.outWidthPx * resize.outHeightPx;
   out.fill(0, outOffset, outOffset + plan.sliceValues);
   for (let c = 0; c < channels; c++) {
