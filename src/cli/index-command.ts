@@ -6,6 +6,7 @@ import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
 import { readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { openIndex } from '../ingest/open-index.js';
+import { IngestError } from '../ingest/errors.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
 import type { ApproximateIndexCalibration, ApproximateIndexReport } from '../store/types.js';
 import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
@@ -80,6 +81,12 @@ export function registerIndex(program: Command): void {
         ? { encoder: options.encoder ?? readEncoderSpec(options.db)?.encoder ?? DEFAULT_ENCODER, ...(options.step ? { sliceStepMm: options.step } : {}), ...(options.windows ? { windows: options.windows } : {}) }
         : undefined;
       const discovery = await discoverVolumes(paths, { includeMasks: options.includeMasks });
+      // Refused before the index is opened, so a mistyped path creates no empty index.
+      if (discovery.sources.length === 0) {
+        const reasons = discovery.problems.slice(0, 3).map((p) => `${p.path}: ${p.reason}`);
+        const masks = discovery.maskFilesSkipped ? `${discovery.maskFilesSkipped} mask file(s) left out (--include-masks takes them)` : '';
+        throw new IngestError('NOTHING_TO_INDEX', `nothing to index: ${[...reasons, masks].filter(Boolean).join('; ') || 'no NIfTI file or DICOM series found'}${discovery.problems.length > 3 ? ` (and ${discovery.problems.length - 3} more)` : ''}`);
+      }
       const index = await openIndex(options.db, { ...(requested ? { spec: requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
       const encoder = await index.encoder();
@@ -126,14 +133,15 @@ export function registerIndex(program: Command): void {
       }
       const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, otherFilesIgnored: discovery.otherFilesIgnored, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
       } else {
         const lines = summary.outcomes.map(outcomeLine);
         for (const p of problems) lines.push(`  failed     ${p.path}: ${p.reason}`);
         lines.push(
           '',
           `${summary.added} added, ${summary.unchanged} unchanged, ${summary.failed + problems.length} failed${summary.notReached ? `, ${summary.notReached} not reached (stopped)` : ''}` +
-            `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}`,
+            `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}` +
+            `${discovery.otherFilesIgnored ? `; ${discovery.otherFilesIgnored} other file(s) ignored (not named like a volume)` : ''}`,
           `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
           `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}${annSeconds !== undefined ? `; HNSW index updated in ${annSeconds.toFixed(1)} s` : ''}`,
           ...(ann?.calibration ? [calibrationLine(ann.calibration)] : []),

@@ -1,3 +1,5 @@
+import { Mir3dError } from '../errors.js';
+
 /**
  * Every problem with a model or a batch becomes an EncoderError with a stable code and the offending path,
  * so the CLI can print one line ("model.onnx: model input has 1 channel, ...") and an indexer can tell a
@@ -37,16 +39,20 @@ export type EncoderErrorCode =
   /** A text query against an index (or image encoder) that has no text side. */
   | 'NO_TEXT_SPACE';
 
-export class EncoderError extends Error {
+/**
+ * A problem with a batch (BAD_BATCH) concerns one volume; every other code concerns the model, so it is
+ * persistent. Using an encoder after close() is a defect, not bad input.
+ */
+export class EncoderError extends Mir3dError<EncoderErrorCode> {
   override readonly name = 'EncoderError';
   constructor(
-    readonly code: EncoderErrorCode,
+    code: EncoderErrorCode,
     /** The model file or folder (or encoder name) the problem is about. */
     readonly path: string,
     readonly detail: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown } = {},
   ) {
-    super(`${path}: ${detail}`, options);
+    super(code, `${path}: ${detail}`, { ...options, expected: code !== 'CLOSED', persistent: code !== 'BAD_BATCH' });
   }
 }
 

@@ -1,4 +1,5 @@
-import { open, readdir, stat } from 'node:fs/promises';
+import { constants as fsConstants, type Stats } from 'node:fs';
+import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { constants, gunzipSync } from 'node:zlib';
 import { listDicomSeries } from '../io/dicom.js';
@@ -33,6 +34,8 @@ export interface Discovery {
   problems: DiscoveryProblem[];
   /** Files left out as segmentation masks. */
   maskFilesSkipped: number;
+  /** Files met in folders that are neither volumes nor named like one (notes, CSVs, pictures). */
+  otherFilesIgnored: number;
 }
 
 export interface DiscoverOptions {
@@ -50,6 +53,17 @@ export function looksLikeMask(path: string): boolean {
 
 type FileKind = 'nifti' | 'dicom' | 'other';
 
+/** Names a user means as a volume: when such a file cannot be read, the reader must say why. */
+const VOLUME_NAME = /\.(nii|nii\.gz|dcm|dicom|ima)$/i;
+
+function nonRegularKind(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isCharacterDevice()) return 'a character device';
+  if (info.isBlockDevice()) return 'a block device';
+  if (info.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
 function isNiftiHeader(head: Buffer): boolean {
   if (head.length < 348) return false;
   const size = head.readInt32LE(0);
@@ -63,7 +77,8 @@ function isNiftiHeader(head: Buffer): boolean {
 async function sniff(path: string): Promise<FileKind> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    // Callers sniff regular files only; O_NONBLOCK still keeps a file swapped for a FIFO from hanging.
+    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     const head = Buffer.alloc(16 * 1024);
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     const bytes = head.subarray(0, bytesRead);
@@ -85,11 +100,18 @@ async function sniff(path: string): Promise<FileKind> {
   }
 }
 
-/** Walks the given files and directories; sources come out in a stable, sorted order. */
+/**
+ * Walks the given files and directories; sources come out in a stable, sorted order. Nothing named or
+ * met is dropped without a word: a path that does not exist, a FIFO or device, a file named like a
+ * volume that is none (it becomes a source, so the reader says what is wrong with it), a folder holding
+ * no volume, each is a problem with its reason; other files are counted.
+ */
 export async function discoverVolumes(paths: string[], options: DiscoverOptions = {}): Promise<Discovery> {
   const sources: VolumeSourceRef[] = [];
   const problems: DiscoveryProblem[] = [];
   let maskFilesSkipped = 0;
+  let otherFilesIgnored = 0;
+  const visitedDirectories = new Set<string>();
 
   const addDicomDirectory = async (dir: string): Promise<void> => {
     try {
@@ -101,51 +123,85 @@ export async function discoverVolumes(paths: string[], options: DiscoverOptions 
     }
   };
 
-  const visit = async (path: string): Promise<void> => {
-    let info;
+  const addNifti = (path: string): void => {
+    if (!options.includeMasks && looksLikeMask(path)) maskFilesSkipped++;
+    else sources.push({ path, kind: 'nifti' });
+  };
+
+  /** A regular file: 'dicom' when it is a DICOM slice (its folder is then a series). */
+  const visitFile = async (path: string, named: boolean): Promise<FileKind> => {
+    const kind = await sniff(path);
+    if (kind === 'nifti') addNifti(path);
+    else if (kind === 'dicom') {
+      if (named) problems.push({ path, reason: 'a single DICOM file: give the directory holding the series [NOT_A_VOLUME]' });
+    } else if (named || VOLUME_NAME.test(path)) {
+      sources.push({ path, kind: 'nifti' });
+    } else {
+      otherFilesIgnored++;
+    }
+    return kind;
+  };
+
+  const visit = async (path: string, named: boolean): Promise<void> => {
+    let info: Stats;
     try {
-      info = await stat(path);
-    } catch {
-      problems.push({ path, reason: 'no such file or directory [NOT_FOUND]' });
+      info = await stat(path); // follows links: a link is what it points to
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      problems.push({ path, reason: code === 'ENOENT' ? (named ? 'no such file or directory [NOT_FOUND]' : 'a link to nothing [NOT_FOUND]') : `cannot read (${code ?? String(error)}) [UNREADABLE]` });
       return;
     }
     if (info.isFile()) {
-      const kind = await sniff(path);
-      if (kind === 'nifti') {
-        if (!options.includeMasks && looksLikeMask(path)) maskFilesSkipped++;
-        else sources.push({ path, kind: 'nifti' });
-      } else if (kind === 'dicom') {
-        problems.push({ path, reason: 'a single DICOM file: give the directory holding the series' });
-      }
+      await visitFile(path, named);
       return;
     }
-    if (!info.isDirectory()) return;
+    if (!info.isDirectory()) {
+      problems.push({ path, reason: `${nonRegularKind(info)}, not a regular file: only regular files are read [NOT_REGULAR_FILE]` });
+      return;
+    }
+    // A link back up the tree would otherwise be walked forever.
+    const real = await realpath(path).catch(() => path);
+    if (visitedDirectories.has(real)) return;
+    visitedDirectories.add(real);
     let entries;
     try {
       entries = await readdir(path, { withFileTypes: true });
     } catch (error) {
-      problems.push({ path, reason: `cannot list directory (${(error as NodeJS.ErrnoException).code ?? String(error)})` });
+      problems.push({ path, reason: `cannot list directory (${(error as NodeJS.ErrnoException).code ?? String(error)}) [UNREADABLE]` });
       return;
     }
     entries.sort((a, b) => a.name.localeCompare(b.name));
+    const found = sources.length + problems.length + maskFilesSkipped;
     let hasDicom = false;
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const child = join(path, entry.name);
       if (entry.isDirectory()) {
-        await visit(child);
+        await visit(child, false);
       } else if (entry.isFile()) {
-        const kind = await sniff(child);
-        if (kind === 'dicom') hasDicom = true;
-        else if (kind === 'nifti') {
-          if (!options.includeMasks && looksLikeMask(child)) maskFilesSkipped++;
-          else sources.push({ path: child, kind: 'nifti' });
+        if ((await visitFile(child, false)) === 'dicom') hasDicom = true;
+      } else if (entry.isSymbolicLink()) {
+        const target = await stat(child).catch(() => undefined);
+        if (target?.isFile()) {
+          if ((await visitFile(child, false)) === 'dicom') hasDicom = true;
+        } else if (target?.isDirectory()) {
+          await visit(child, false);
+        } else if (target) {
+          // In a DICOM folder the series reader skips it too; said here so it is not silent.
+          problems.push({ path: child, reason: `a link to ${nonRegularKind(target)}, not a regular file: skipped [NOT_REGULAR_FILE]` });
+        } else {
+          problems.push({ path: child, reason: 'a link to nothing [NOT_FOUND]' });
         }
+      } else {
+        problems.push({ path: child, reason: `${entry.isFIFO() ? 'a FIFO' : entry.isSocket() ? 'a socket' : 'a device'}, not a regular file: skipped [NOT_REGULAR_FILE]` });
       }
     }
     if (hasDicom) await addDicomDirectory(path);
+    if (named && sources.length + problems.length + maskFilesSkipped === found) {
+      problems.push({ path, reason: `holds no NIfTI file or DICOM series${otherFilesIgnored ? ' (only other files)' : ''} [NO_VOLUMES]` });
+    }
   };
 
-  for (const path of paths) await visit(path);
-  return { sources, problems, maskFilesSkipped };
+  for (const path of paths) await visit(path, true);
+  return { sources, problems, maskFilesSkipped, otherFilesIgnored };
 }

@@ -1,21 +1,20 @@
 import { createHash } from 'node:crypto';
 import { embedVolume } from '../encode/embed-volume.js';
 import type { Encoder } from '../encode/encoder.js';
-import { EncoderError } from '../encode/errors.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
-import { VolumeReadError } from '../io/errors.js';
+import { errorLine, isExpectedError, isPersistentError } from '../errors.js';
 import { readVolume } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
-import { StoreError } from '../store/errors.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import type { VolumeSourceRef } from './discover.js';
 
 /**
  * Reads, embeds and adds volumes one at a time. Each volume enters the store in one transaction, so
  * a crash or a kill leaves every volume complete or absent; a rerun skips what is already there (by
- * content hash) and so resumes where the last run stopped. One bad file is recorded and skipped; only
- * problems that would make every later volume fail too (a broken model, the wrong index) stop the run.
+ * content hash) and so resumes where the last run stopped. Any error inside one volume, even an
+ * unexpected one, fails that volume with its reason and the run goes on; only persistent problems (a
+ * broken model, the wrong index, a full disk), which every later volume would hit too, stop the run.
  */
 
 export type VolumeOutcome =
@@ -64,17 +63,10 @@ export function volumeIdOf(contentSha256: string): string {
   return `v${createHash('sha256').update(`mir3d-volume:${contentSha256}`).digest('hex').slice(0, 12)}`;
 }
 
+/** The outcome line names the source already, so an error's own `path: ` prefix is left out. */
 function describeError(error: unknown): string {
-  if (error instanceof VolumeReadError || error instanceof EncoderError || error instanceof StoreError) return `${error.detail} [${error.code}]`;
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Encoder problems that concern one batch (its content) skip the volume; the rest concern the model. */
-function isFatal(error: unknown): boolean {
-  if (error instanceof VolumeReadError) return false;
-  if (error instanceof EncoderError) return error.code !== 'BAD_BATCH';
-  if (error instanceof StoreError) return error.code !== 'BAD_VECTORS' && error.code !== 'DUPLICATE_CONTENT';
-  return true;
+  if (isExpectedError(error) && 'detail' in error && typeof error.detail === 'string') return `${error.detail} [${error.code}]`;
+  return errorLine(error);
 }
 
 export function recordOf(volume: Volume, source: VolumeSourceRef, contentSha256: string, sliceCount: number, labels: Record<string, string | number>, niftiModality: string): VolumeRecord {
@@ -154,7 +146,7 @@ export async function indexVolumes(sources: VolumeSourceRef[], options: IndexOpt
         for (const id of replaced) store.removeVolume(id);
         finish({ status: 'added', source, volumeId: record.volumeId, slices: embedded.sliceIndices.length, replaced });
       } catch (error) {
-        if (isFatal(error)) throw error;
+        if (isPersistentError(error)) throw error;
         finish({ status: 'failed', source, reason: describeError(error) });
       }
     }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DataSet, Element } from 'dicom-parser';
 import { VolumeReadError } from './errors.js';
+import { defaultMaxVolumeBytes, readRegularFile, tooLargeError } from './files.js';
 import { orientationCode, spacingFromAffine, toCanonical } from './orientation.js';
 import type { Correction, Mat4, Vec3, Volume, VoxelArray } from './volume.js';
 
@@ -276,14 +277,22 @@ async function mapLimited<T, R>(items: T[], limit: number, work: (item: T) => Pr
 async function scanDirectory(dir: string): Promise<DirectoryScan> {
   const names = await listFiles(dir);
   if (names.length === 0) throw new VolumeReadError('EMPTY_DIRECTORY', dir, 'the directory holds no files');
+  // Parsed files keep their bytes until the pixels are stacked, so the bound is on the series' total.
+  const maxFileBytes = defaultMaxVolumeBytes();
+  let totalBytes = 0;
   const parsed = await mapLimited(names, READ_CONCURRENCY, async (name) => {
     const label = redactFileName(name);
     let bytes: Buffer;
     try {
-      bytes = await readFile(join(dir, name));
+      bytes = await readRegularFile(join(dir, name), maxFileBytes);
     } catch (error) {
+      // A FIFO or device (also behind a link, e.g. to /dev/zero) is no slice: skipped, never read.
+      if (error instanceof VolumeReadError && error.code === 'NOT_REGULAR_FILE') return undefined;
+      if (error instanceof VolumeReadError && error.code === 'TOO_LARGE') throw new VolumeReadError('TOO_LARGE', dir, `${label}: ${error.detail}`);
       throw new VolumeReadError('UNREADABLE', dir, `cannot read ${label} (${parserMessage(error)})`);
     }
+    totalBytes += bytes.length;
+    if (totalBytes > maxFileBytes) throw tooLargeError(dir, 'the series\' files hold', maxFileBytes);
     const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const dataSet = parseFile(view, dir, label);
     return dataSet ? headerOf(dataSet, label) : undefined;

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
+import { constants as zlibConstants, gunzip, gunzipSync } from 'node:zlib';
 import { NIFTI1, NIFTI2, readHeader } from 'nifti-reader-js';
 import { VolumeReadError } from './errors.js';
+import { defaultMaxVolumeBytes, readRegularFile, tooLargeError } from './files.js';
 import { obliquityDeg, orientationCode, spacingFromAffine, toCanonical } from './orientation.js';
 import type { Correction, Mat4, Vec3, Volume, VoxelArray } from './volume.js';
 
@@ -23,6 +23,8 @@ export interface NiftiReadOptions {
   /** NaN or ±Inf voxels: 'error' (default) refuses the file; 'replace' sets them to the volume's
    * minimum finite value and records a correction. */
   nonFiniteVoxels?: 'error' | 'replace';
+  /** Most bytes read from the file or inflated from it (default defaultMaxVolumeBytes()). */
+  maxBytes?: number;
 }
 
 /** Above this a header is corrupt or the volume is no CT this tool should hold in memory. */
@@ -81,16 +83,54 @@ function describeMagic(bytes: Uint8Array): string {
 }
 
 /** gzip's footer holds the uncompressed size (mod 2³²); handing zlib one output chunk of that size
- * avoids growing and concatenating 16 KiB chunks, which otherwise costs more than the inflation itself. */
-function outputChunkBytes(bytes: Buffer): number {
+ * avoids growing and concatenating 16 KiB chunks, which otherwise costs more than the inflation itself.
+ * The footer is not trusted beyond `limit`. */
+function outputChunkBytes(bytes: Buffer, limit: number): number {
   const hint = bytes.length >= 18 ? bytes.readUInt32LE(bytes.length - 4) + 1 : 0;
-  return Math.min(Math.max(hint, 64 * 1024), 1 << 30);
+  return Math.min(Math.max(hint, 64 * 1024), 1 << 30, limit + 1);
 }
 
-async function decompress(bytes: Buffer, path: string): Promise<Buffer> {
+/** Trailing bytes tolerated after the voxels (padding some writers add). */
+const TRAILING_SLACK_BYTES = 1024 * 1024;
+
+/**
+ * The most bytes this gzip stream may inflate to: what its own NIfTI header can justify (offset plus
+ * voxels × bytes per voxel, plus a little slack), never more than `maxBytes`. The header comes from
+ * inflating only the stream's first 4 KiB (at most ~4 MiB out, deflate's ratio being below 1032:1). When no sane header can be read, `maxBytes` bounds it and the
+ * reader's own checks name the problem afterwards.
+ */
+function justifiedInflatedBytes(compressed: Buffer, maxBytes: number): number {
+  let head: Buffer;
   try {
-    return await gunzipAsync(bytes, { chunkSize: outputChunkBytes(bytes) });
+    head = gunzipSync(compressed.subarray(0, 4096), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  } catch {
+    return maxBytes;
+  }
+  const version = niftiVersion(head);
+  if (version === 0) return maxBytes;
+  try {
+    const header = readHeader(head.buffer.slice(head.byteOffset, head.byteOffset + head.length) as ArrayBuffer);
+    const [rank, ...sizes] = header.dims;
+    const voxels = sizes.slice(0, rank).reduce((product, n) => product * n, 1);
+    const offset = header.vox_offset === 0 ? (version === 1 ? 352 : 544) : header.vox_offset;
+    const needed = offset + voxels * (header.numBitsPerVoxel / 8) + TRAILING_SLACK_BYTES;
+    return Number.isFinite(needed) && needed > 0 ? Math.min(Math.ceil(needed), maxBytes) : maxBytes;
+  } catch {
+    return maxBytes;
+  }
+}
+
+async function decompress(bytes: Buffer, path: string, maxBytes: number): Promise<Buffer> {
+  const limit = justifiedInflatedBytes(bytes, maxBytes);
+  try {
+    // zlib stops as soon as the output passes the limit, so a gzip bomb costs at most `limit` bytes.
+    return await gunzipAsync(bytes, { chunkSize: outputChunkBytes(bytes, limit), maxOutputLength: limit });
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw limit < maxBytes
+        ? new VolumeReadError('TOO_LARGE', path, `the gzip stream inflates to more than the ${limit} bytes its NIfTI header accounts for`)
+        : tooLargeError(path, 'the gzip stream inflates to', maxBytes);
+    }
     const message = error instanceof Error ? error.message : String(error);
     const truncated = /unexpected end/i.test(message);
     throw new VolumeReadError(
@@ -102,16 +142,10 @@ async function decompress(bytes: Buffer, path: string): Promise<Buffer> {
 }
 
 /** The file's bytes with any gzip layer removed. */
-async function niftiBytes(path: string): Promise<Buffer> {
-  let raw: Buffer;
-  try {
-    raw = await readFile(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new VolumeReadError(code === 'ENOENT' ? 'NOT_FOUND' : 'UNREADABLE', path, `cannot read file (${code ?? String(error)})`);
-  }
+async function niftiBytes(path: string, maxBytes: number): Promise<Buffer> {
+  const raw = await readRegularFile(path, maxBytes);
   if (raw.length === 0) throw new VolumeReadError('TRUNCATED', path, 'the file is empty');
-  return isGzip(raw) ? decompress(raw, path) : raw;
+  return isGzip(raw) ? decompress(raw, path, maxBytes) : raw;
 }
 
 type Header = NIFTI1 | NIFTI2;
@@ -231,13 +265,35 @@ function storedValues(bytes: Buffer, offset: number, voxels: number, code: numbe
   return out;
 }
 
+/** Largest finite float32: voxels are held as float32 at most, so anything beyond would become ±Infinity. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * Where the voxels start. NaN, infinite or negative offsets are corrupt headers (NaN would silently read
+ * the header itself as voxels), and so is one inside the header; 0, which some writers leave, means
+ * right after the header and its 4 extension bytes, as nibabel reads it.
+ */
+function voxelOffset(header: Header, path: string): number {
+  const value = header.vox_offset;
+  const headerBytes = header instanceof NIFTI2 ? 540 : 348;
+  if (value === 0) return headerBytes + 4;
+  if (!Number.isFinite(value) || value < headerBytes) {
+    throw new VolumeReadError('BAD_HEADER', path, `vox_offset is ${value}, not a byte offset past the ${headerBytes}-byte header`);
+  }
+  return Math.floor(value);
+}
+
+function overflowError(path: string, what: string): VolumeReadError {
+  return new VolumeReadError('VOXEL_OVERFLOW', path, `${what} beyond ±3.4e38, the float32 range voxels are held in (they would become ±Infinity)`);
+}
+
 /** Scaled voxels in stored order. Integral results that fit int16 (CT in HU, label maps) stay int16. */
 function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: string, options: NiftiReadOptions): { data: VoxelArray; corrections: Correction[] } {
   const type = DATA_TYPES[header.datatypeCode];
   if (!type) {
     throw new VolumeReadError('UNSUPPORTED_DATATYPE', path, `NIfTI datatype ${header.datatypeCode} (${header.getDatatypeCodeString(header.datatypeCode)}) is not a scalar intensity type`);
   }
-  const offset = Math.floor(header.vox_offset);
+  const offset = voxelOffset(header, path);
   const needed = offset + voxels * type.bytes;
   if (bytes.length < needed) {
     throw new VolumeReadError('SIZE_MISMATCH', path, `header says ${voxels} voxels of ${type.name} from byte ${offset} (${needed} bytes), but the data has ${bytes.length} bytes`);
@@ -259,6 +315,7 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
     }
     const scaledMin = Math.min(min * slope + inter, max * slope + inter);
     const scaledMax = Math.max(min * slope + inter, max * slope + inter);
+    if (!(scaledMin >= -FLOAT32_MAX && scaledMax <= FLOAT32_MAX)) throw overflowError(path, `scaled values reach ${scaledMin}…${scaledMax},`);
     const out = scaledMin >= -32768 && scaledMax <= 32767 ? new Int16Array(voxels) : new Float32Array(voxels);
     // Stored int16 stays a view on the decompressed bytes: canonicalization copies it anyway.
     if (slope === 1 && inter === 0) {
@@ -275,6 +332,7 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
   let min = Infinity;
   let max = -Infinity;
   let nonFinite = 0;
+  let overflow = 0;
   for (let n = 0; n < voxels; n++) {
     const v = stored[n] * slope + inter;
     values[n] = v;
@@ -282,10 +340,16 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
       nonFinite++;
       continue;
     }
+    // Finite in float64 but not once stored as float32 (1e308 → Infinity).
+    if (!Number.isFinite(values[n])) {
+      overflow++;
+      continue;
+    }
     if (v < min) min = v;
     if (v > max) max = v;
     if (!fractional && v !== Math.round(v)) fractional = true;
   }
+  if (overflow > 0) throw overflowError(path, `${overflow} voxel(s) lie`);
   const corrections: Correction[] = [];
   if (nonFinite > 0) {
     if (options.nonFiniteVoxels !== 'replace' || min === Infinity) {
@@ -304,7 +368,7 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
 
 /** Reads a .nii or .nii.gz file into a canonical Volume. */
 export async function readNifti(path: string, options: NiftiReadOptions = {}): Promise<Volume> {
-  const bytes = await niftiBytes(path);
+  const bytes = await niftiBytes(path, options.maxBytes ?? defaultMaxVolumeBytes());
   const version = niftiVersion(bytes);
   if (version === 0) throw new VolumeReadError('BAD_MAGIC', path, describeMagic(bytes));
   let header: Header;

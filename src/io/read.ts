@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { isMir3dError } from '../errors.js';
 import { VolumeReadError } from './errors.js';
 import { readDicomSeries, type DicomReadOptions } from './dicom.js';
 import { readNifti, type NiftiReadOptions } from './nifti.js';
@@ -17,6 +18,13 @@ export async function readVolume(path: string, options: ReadOptions = {}): Promi
   } catch {
     throw new VolumeReadError('NOT_FOUND', path, 'no such file or directory');
   }
-  if (info.isDirectory()) return readDicomSeries(path, options);
-  return readNifti(path, options);
+  try {
+    return await (info.isDirectory() ? readDicomSeries(path, options) : readNifti(path, options));
+  } catch (error) {
+    // The bytes are untrusted: a parser tripping over them (a RangeError deep in a header library) is a
+    // bad file, not a reason to stop a batch or answer 500. The original error stays as the cause.
+    if (isMir3dError(error)) throw error;
+    const what = error instanceof Error ? `${error.name}: ${error.message.split('\n')[0]}` : String(error);
+    throw new VolumeReadError('MALFORMED', path, `cannot be read as a volume (${what})`, { cause: error });
+  }
 }

@@ -1,4 +1,5 @@
 import { ComputeError } from '../compute/errors.js';
+import { Mir3dError } from '../errors.js';
 
 /**
  * Every problem with a query or search options becomes a SearchError with a stable code, so the CLI and
@@ -25,13 +26,11 @@ export type SearchErrorCode =
   /** A label filter is not `key=value`. */
   | 'BAD_FILTER';
 
-export class SearchError extends Error {
+/** A kernel returning the wrong shape is a defect; every other code is a bad query or option. */
+export class SearchError extends Mir3dError<SearchErrorCode> {
   override readonly name = 'SearchError';
-  constructor(
-    readonly code: SearchErrorCode,
-    detail: string,
-  ) {
-    super(detail);
+  constructor(code: SearchErrorCode, detail: string, options: { cause?: unknown } = {}) {
+    super(code, detail, { ...options, expected: code !== 'KERNEL_OUTPUT' });
   }
 }
 

@@ -8,6 +8,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import type { Encoder } from '../encode/encoder.js';
 import { indexExists, openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { filterOf } from '../query/request.js';
+import { describeCauses, Mir3dError } from '../errors.js';
 import { StoreError } from '../store/errors.js';
 import { SEARCH_METHODS } from '../search/types.js';
 import { locateWebAssets, packageVersion } from './assets.js';
@@ -79,13 +80,10 @@ export interface ServerOptions {
   openEncoder?: () => Promise<Encoder>;
 }
 
-export class ServerConfigError extends Error {
+export class ServerConfigError extends Mir3dError<'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE'> {
   override readonly name = 'ServerConfigError';
-  constructor(
-    readonly code: 'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE',
-    message: string,
-  ) {
-    super(message);
+  constructor(code: 'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE', message: string) {
+    super(code, message, { persistent: true });
   }
 }
 
@@ -187,7 +185,8 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     const known = error instanceof ApiError ? error : frameworkError(error);
     const apiError = known ?? toApiError(error);
     if (apiError.statusCode >= 500 && apiError.code === 'INTERNAL') {
-      logError(`mir3d serve: ${request.method} ${request.routeOptions.url ?? '?'}: ${error.stack ?? error.message}`);
+      // The route pattern, never the URL (it may hold ids); the cause chain, not the wrapper's stack.
+      logError(`mir3d serve: ${request.method} ${request.routeOptions.url ?? '?'}: ${describeCauses(apiError.cause ?? error)}`);
     }
     return sendError(reply, apiError);
   });

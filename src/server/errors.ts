@@ -1,4 +1,5 @@
 import { EncoderError } from '../encode/errors.js';
+import { isExpectedError, Mir3dError } from '../errors.js';
 import { VolumeReadError } from '../io/errors.js';
 import { SearchError } from '../search/errors.js';
 import { StoreError } from '../store/errors.js';
@@ -13,16 +14,18 @@ export interface ApiErrorBody {
   error: { code: string; message: string };
 }
 
-export class ApiError extends Error {
+/** A refusal the server chose (any status below 500, and 503) is expected; 500 is a defect. */
+export class ApiError extends Mir3dError {
   override readonly name = 'ApiError';
   constructor(
     readonly statusCode: number,
-    readonly code: string,
+    code: string,
     message: string,
     /** Seconds a client should wait before retrying (503). */
     readonly retryAfterS?: number,
+    options: { cause?: unknown } = {},
   ) {
-    super(message);
+    super(code, message, { ...options, expected: statusCode !== 500 });
   }
 }
 
@@ -54,6 +57,8 @@ const STORE_STATUS: Record<string, number> = {
  */
 export function toApiError(error: unknown, context: { volumeFromClient?: boolean } = {}): ApiError {
   if (error instanceof ApiError) return error;
+  // Defects answer 500 whatever their class; the handler logs the cause.
+  if (!isExpectedError(error)) return new ApiError(500, 'INTERNAL', 'internal error', undefined, { cause: error });
   if (error instanceof VolumeReadError) {
     if (!context.volumeFromClient) return new ApiError(409, 'SOURCE_UNREADABLE', `the indexed volume's source cannot be read (${error.code})`);
     const status = VOLUME_CODES_UNSUPPORTED.has(error.code) ? 415 : 422;
@@ -65,7 +70,8 @@ export function toApiError(error: unknown, context: { volumeFromClient?: boolean
     if (error.code === 'BAD_BATCH' || error.code === 'INCOMPATIBLE_INPUT') return new ApiError(422, error.code, error.detail);
     return new ApiError(503, 'ENCODER_UNAVAILABLE', `the index's encoder cannot embed queries here (${error.code})`);
   }
-  return new ApiError(500, 'INTERNAL', 'internal error');
+  // Any other expected error (compute provider, server setup): the service cannot answer this now.
+  return new ApiError(503, error.code, error.message.split('\n')[0]);
 }
 
 export function errorBody(error: ApiError): ApiErrorBody {

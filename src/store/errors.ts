@@ -1,3 +1,5 @@
+import { Mir3dError } from '../errors.js';
+
 /**
  * Every refusal of the index becomes a StoreError with a stable code and the index directory, so the CLI
  * can print one line and an indexer can tell "wrong index" (stop) from "bad volume" (skip it).
@@ -28,16 +30,20 @@ export type StoreErrorCode =
   /** The SQLite file cannot be opened or is not an index. */
   | 'CORRUPT';
 
-export class StoreError extends Error {
+/** Codes about one volume's vectors; every other code concerns the index itself, so it is persistent. */
+const VOLUME_CODES: ReadonlySet<StoreErrorCode> = new Set(['BAD_VECTORS', 'DUPLICATE_CONTENT', 'BAD_QUERY']);
+
+/** Calls after close() are defects, not bad input. */
+export class StoreError extends Mir3dError<StoreErrorCode> {
   override readonly name = 'StoreError';
   constructor(
-    readonly code: StoreErrorCode,
+    code: StoreErrorCode,
     /** The index directory the problem is about. */
     readonly path: string,
     readonly detail: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown } = {},
   ) {
-    super(`${path}: ${detail}`, options);
+    super(code, `${path}: ${detail}`, { ...options, expected: code !== 'CLOSED', persistent: !VOLUME_CODES.has(code) });
   }
 }
 

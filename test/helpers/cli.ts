@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { projectRoot } from './shared-data.js';
 
 export interface CliRun {
@@ -15,4 +18,26 @@ export function runCli(args: string[], timeoutMs = 60_000): CliRun {
     timeout: timeoutMs,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** runCli, also measuring the child's peak resident memory (bytes) and wall time (ms). */
+export function runCliMeasured(args: string[], timeoutMs = 60_000): CliRun & { peakRssBytes: number; wallMs: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'mir3d-rss-'));
+  const rssFile = join(dir, 'rss');
+  const preload = pathToFileURL(join(projectRoot, 'dist/test/helpers/report-rss.js')).href;
+  const started = performance.now();
+  const result = spawnSync(process.execPath, ['--import', preload, join(projectRoot, 'dist/src/cli/main.js'), ...args], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, MIR3D_TEST_RSS_FILE: rssFile },
+  });
+  const wallMs = performance.now() - started;
+  let peakRssBytes = Number.NaN;
+  try {
+    peakRssBytes = Number(readFileSync(rssFile, 'utf8'));
+  } catch {
+    // killed before exit (timeout): no figure, the caller's time assertion fails instead
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, peakRssBytes, wallMs };
 }
