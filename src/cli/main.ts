@@ -8,6 +8,7 @@ import { EXIT, UsageError, usageHint } from './exit.js';
 import { registerIndex } from './index-command.js';
 import { registerSearch } from './search-command.js';
 import { registerServe } from './serve.js';
+import { registerTrain } from './train-text.js';
 import { registerInfo } from './info.js';
 
 // Commander reports its own parse errors through outputError; remembering that keeps them to one line.
@@ -32,6 +33,7 @@ registerIndex(program);
 registerSearch(program);
 registerServe(program);
 registerEval(program);
+registerTrain(program);
 
 const command = process.argv.slice(2).find((arg) => program.commands.some((c) => c.name() === arg));
 

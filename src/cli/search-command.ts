@@ -7,7 +7,10 @@ import { readVolume } from '../io/read.js';
 import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
 import { SEARCH_FLAGS, searchRequestOf, type FlagValues, type SearchFlag, type SearchParams } from '../query/request.js';
 import { runSearch } from '../query/run.js';
-import type { QuerySource, ResolvedQuery } from '../query/sources.js';
+import { resolveQuery, type QuerySource, type ResolvedQuery } from '../query/sources.js';
+import { searchMultiModal } from '../search/text.js';
+import { openIndexTextEncoder } from '../ingest/text-encoder-spec.js';
+import { captionOf, runTextSearch } from './text-search.js';
 import { SEARCH_METHODS, type SearchMethod, type SearchResult } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { formatTable } from './format.js';
@@ -15,6 +18,9 @@ import { collect, integer, positiveInteger } from './options.js';
 
 interface SearchCommandOptions {
   db: string;
+  text?: string;
+  captionLabel?: string;
+  textSpace?: string;
   series?: string;
   json?: boolean;
   pictures?: string;
@@ -79,7 +85,7 @@ function sourceLabel(record: VolumeRecord | undefined): string {
   return `${basename(dirname(record.sourcePath))}/${basename(record.sourcePath)}`;
 }
 
-function resultTable(results: SearchResult[], store: Store): string {
+export function resultTable(results: SearchResult[], store: Store): string {
   const rows = results.map((r) => {
     const record = store.getVolume(r.volumeId);
     const region = r.region
@@ -116,26 +122,52 @@ async function writePictures(dir: string, resolved: ResolvedQuery, results: Sear
   return [path, ...notes];
 }
 
+/** The image query's list fused with a text's (3D-MIR's multi-modal ensemble; --fusion, default rrf). */
+async function multiModal(request: ReturnType<typeof searchRequestOf>, text: string, params: SearchParams, options: SearchCommandOptions, resolveOptions: Parameters<typeof runSearch>[1], dir: string): ReturnType<typeof runSearch> {
+  const started = performance.now();
+  const resolved = await resolveQuery(request.source, request.range, resolveOptions);
+  const searchStarted = performance.now();
+  const textEncoder = await openIndexTextEncoder(dir, resolveOptions.store, options.textSpace !== undefined ? { textSpace: options.textSpace } : {});
+  try {
+    const fused = await searchMultiModal(resolveOptions.store, { query: resolved.query, options: { ...request.options, fuseWith: undefined } }, { encoder: textEncoder, text }, { fusion: params.fusion ?? 'rrf', ...(params.top ? { top: params.top } : {}) });
+    for (const warning of fused.warnings) process.stderr.write(`warning: ${warning}\n`);
+    process.stderr.write(`fused with the text "${text.length > 80 ? `${text.slice(0, 77)}…` : text}" (${textEncoder.name}, slice-count) by ${params.fusion ?? 'rrf'}\n`);
+    return { resolved, results: fused.results, timings: { queryMs: searchStarted - started, searchMs: performance.now() - searchStarted } };
+  } finally {
+    await textEncoder.close();
+  }
+}
+
 export function registerSearch(program: Command): void {
   const command = program
     .command('search')
     .description('Find the indexed volumes most similar to a query volume, slab or slice, and where in each the match lies')
-    .argument('<query>', 'NIfTI file, DICOM series directory, or the id of an indexed volume')
+    .argument('[query]', 'NIfTI file, DICOM series directory, or the id of an indexed volume (or none, with --text)')
     .requiredOption('--db <dir>', 'index directory');
   const searchOptions = SEARCH_FLAGS.map(optionOf);
   for (const option of searchOptions) command.addOption(option);
   command
     .option('--series <key>', 'series key when the query directory holds several DICOM series')
+    .option('--text <finding>', 'search by text ("liver tumour larger than 5 cm"); with a query, fuse the two lists (--fusion)')
+    .option('--caption-label <column>', 'fuse the image query with the caption its indexed volume carries in this label')
+    .option('--text-space <name>', "the index's learned text space (default: captions, or the only one)")
     .option('--json', 'print JSON')
     .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
-    .action(async (queryArg: string, options: SearchCommandOptions) => {
+    .action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
+      if (queryArg === undefined) {
+        if (options.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
+        await runTextSearch(options.text, { db: options.db, params, json: options.json ?? false, ...(options.textSpace !== undefined ? { textSpace: options.textSpace } : {}) }, resultTable);
+        return;
+      }
       const index = await openIndex(options.db, { readOnly: true, onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
       try {
         const source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
         const request = searchRequestOf(source, params);
-        const { resolved, results, timings } = await runSearch(request, { store, encoder: () => index.encoder() });
+        const fusedText = options.text ?? (options.captionLabel !== undefined ? captionOf(store.getVolume(queryArg) ?? undefined, options.captionLabel) : undefined);
+        const { resolved, results, timings } =
+          fusedText === undefined ? await runSearch(request, { store, encoder: () => index.encoder() }) : await multiModal(request, fusedText, params, options, { store, encoder: () => index.encoder() }, index.dir);
         const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store) : [];
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels }));

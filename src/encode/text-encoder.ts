@@ -34,7 +34,7 @@ export const TEXT_ENCODER_VERSION = 'v1';
 
 /** Whether an index built with `imageEncoderId` can be searched with this text encoder. */
 export function textEncoderFits(text: Pick<TextEncoder, 'pairTag'>, imageEncoderId: string): boolean {
-  return imageEncoderId.split('|').includes(text.pairTag);
+  return imageEncoderId === text.pairTag || imageEncoderId.split('|').includes(text.pairTag);
 }
 
 /** Empty or blank texts are refused before anything runs: they would all map to one arbitrary vector. */

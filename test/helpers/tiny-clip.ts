@@ -48,10 +48,12 @@ export interface TinyClipOptions {
   tokenizerFile?: 'tokenizer.json' | 'vocab.txt';
   /** tokenizer_config.json's model_max_length (the context). */
   contextLength?: number;
+  /** Word vectors that replace CLIP_WORDS' (the words stay the same). */
+  wordVectors?: Partial<Record<keyof typeof CLIP_WORDS, [number, number, number]>>;
 }
 
-function wordVectors(): number[][] {
-  return [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], ...Object.values(CLIP_WORDS)];
+function wordVectors(overrides: TinyClipOptions['wordVectors'] = {}): number[][] {
+  return [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], ...Object.entries(CLIP_WORDS).map(([word, v]) => overrides[word as keyof typeof CLIP_WORDS] ?? v)];
 }
 
 export function writeTinyClipFolder(dir: string, options: TinyClipOptions = {}): string {
@@ -72,14 +74,14 @@ export function writeTinyClipFolder(dir: string, options: TinyClipOptions = {}):
   const std = [1, 1, 1];
   if (layout === 'open-clip') {
     put('visual/model.onnx', tinyClipImageTower(CLIP_PROJECTION, sizePx, options.imageBias));
-    put('textual/model.onnx', tinyClipTextTower(wordVectors(), textProjection));
+    put('textual/model.onnx', tinyClipTextTower(wordVectors(options.wordVectors), textProjection));
     put('visual/preprocess_cfg.json', JSON.stringify({ size: [sizePx, sizePx], mode: 'RGB', mean, std, interpolation: 'bicubic', resize_mode: 'shortest' }));
     put('config.json', JSON.stringify({ embed_dim: CLIP_DIM, vision_cfg: { image_size: sizePx }, text_cfg: { context_length: options.contextLength ?? 16, vocab_size: 4 + Object.keys(CLIP_WORDS).length } }));
   } else {
-    if (layout === 'hf-combined') put('model.onnx', tinyClipCombined(wordVectors(), textProjection, CLIP_PROJECTION, sizePx));
+    if (layout === 'hf-combined') put('model.onnx', tinyClipCombined(wordVectors(options.wordVectors), textProjection, CLIP_PROJECTION, sizePx));
     else {
       put('vision_model.onnx', tinyClipImageTower(CLIP_PROJECTION, sizePx, options.imageBias));
-      put('text_model.onnx', tinyClipTextTower(wordVectors(), textProjection));
+      put('text_model.onnx', tinyClipTextTower(wordVectors(options.wordVectors), textProjection));
     }
     put('preprocessor_config.json', JSON.stringify({ do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: mean, image_std: std, size: { height: sizePx, width: sizePx } }));
     put('config.json', JSON.stringify({ model_type: 'clip', projection_dim: CLIP_DIM, text_config: { model_type: 'clip_text_model', max_position_embeddings: 16 }, vision_config: { image_size: sizePx, num_channels: 3 } }));

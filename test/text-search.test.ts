@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { analyzeText, hashTextFeatures, namedTextFeatures } from '../src/encode/text-features.js';
+import type { Volume } from '../src/io/volume.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
+import { openLearnedTextEncoder } from '../src/space/learned-text.js';
+import { openStore } from '../src/store/index.js';
+import { runCli } from './helpers/cli.js';
+import { writeTinyClipFolder } from './helpers/tiny-clip.js';
+
+describe('text features', () => {
+  test('negation scope: "no tumour" is not "tumour", and the scope ends at the clause', () => {
+    const a = analyzeText('No tumour in the liver, but a cyst in the kidney.');
+    assert.deepEqual(a.negated, ['tumor', 'liver']);
+    assert.ok(namedTextFeatures('no tumour').has('w:NOT_tumor'));
+    assert.ok(!namedTextFeatures('no tumour').has('w:tumor'));
+    assert.ok(namedTextFeatures('no tumour but a cyst').has('w:cyst'));
+    assert.ok(namedTextFeatures('liver without metastases').has('w:NOT_metastasis'));
+  });
+
+  test('sizes with units become thresholds, so "larger than 5 cm" meets "6 cm" and not "1 cm"', () => {
+    assert.deepEqual(analyzeText('larger than 5 cm').sizesCm, [{ valueCm: 5, bound: 'min' }]);
+    assert.deepEqual(analyzeText('measures 2.44 centimeters').sizesCm, [{ valueCm: 2.44, bound: 'exact' }]);
+    assert.deepEqual(analyzeText('an 18mm nodule').sizesCm, [{ valueCm: 1.8, bound: 'exact' }]);
+    assert.deepEqual(analyzeText('< 2cm').sizesCm, [{ valueCm: 2, bound: 'max' }]);
+    const has = (text: string, feature: string): boolean => namedTextFeatures(text).has(feature);
+    assert.ok(has('larger than 5 cm', 'size>=5cm') && has('a 6 cm tumour', 'size>=5cm'));
+    assert.ok(!has('a 1 cm tumour', 'size>=5cm') && !has('larger than 5 cm', 'size>=6cm'));
+    assert.ok(has('smaller than 2 cm', 'size<=2cm') && !has('smaller than 2 cm', 'size>=1cm'));
+    const cos = (x: string, y: string): number => {
+      const [a, b] = [hashTextFeatures(x), hashTextFeatures(y)];
+      const map = new Map(Array.from(a.indices, (i, n) => [i, a.values[n]]));
+      return Array.from(b.indices).reduce((s, i, n) => s + (map.get(i) ?? 0) * b.values[n], 0);
+    };
+    assert.ok(cos('liver tumour larger than 5 cm', 'liver with a 6 cm tumor') > cos('liver tumour larger than 5 cm', 'liver with a 1 cm tumor'));
+  });
+
+  test('counts and spellings: "7 tumors", "multiple", British and American forms', () => {
+    assert.deepEqual(analyzeText('This 3D volume depicts a liver with 7 tumors').counts, [{ value: 7, bound: 'exact' }]);
+    assert.ok(namedTextFeatures('multiple lesions').has('count>=2'));
+    assert.ok(namedTextFeatures('oedema and tumours').has('w:edema') && namedTextFeatures('oedema and tumours').has('w:tumor'));
+  });
+});
+
+/** Uniform volumes: the HU fixes what each of the three windows (abdomen, lung, bone) shows. */
+function uniform(hu: number): Volume {
+  const dims: [number, number, number] = [32, 32, 6];
+  return {
+    data: new Int16Array(dims[0] * dims[1] * dims[2]).fill(hu),
+    dims,
+    spacingMm: [2, 2, 2],
+    affineRas: [-2, 0, 0, 30, 0, -2, 0, 30, 0, 0, 2, 0, 0, 0, 0, 1],
+    modality: 'CT',
+    source: { path: 'memory', format: 'generated', orientation: 'LPS', storedDataType: 'int16' },
+    corrections: [],
+  };
+}
+
+describe('mir3d search --text', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mir3d-text-'));
+  const archive = join(root, 'archive');
+  const clipDb = join(root, 'idx-clip');
+  const baseDb = join(root, 'idx-base');
+  const kinds = { soft: 50, lung: -800, bone: 700, soft2: 40, lung2: -750, bone2: 650 };
+  after(() => rmSync(root, { recursive: true, force: true }));
+  before(async () => {
+    mkdirSync(archive, { recursive: true });
+    for (const [name, hu] of Object.entries(kinds)) await writeNifti(join(archive, `${name}.nii.gz`), uniform(hu));
+    const captions = { soft: 'soft tissue of the abdomen', lung: 'lung with air', bone: 'dense bone', soft2: 'abdomen soft tissue', lung2: 'air in the lungs', bone2: 'bone' };
+    writeFileSync(join(root, 'labels.csv'), `name,caption,patient\n${Object.entries(captions).map(([n, c], i) => `${n}.nii.gz,${c},p${i % 3}`).join('\n')}\n`);
+  });
+
+  test('a CLIP-style folder: the described volume ranks first, with its matched region, through the CLI', () => {
+    // Word vectors that match the three windows' responses to each tissue: the pair shares one space.
+    const model = writeTinyClipFolder(join(root, 'clip'), { wordVectors: { soft: [0.5, 0.93, 0.31], tissue: [0.5, 0.93, 0.31], lung: [0, 0.37, 0], air: [0, 0.37, 0], bone: [1, 1, 0.67] } });
+    const indexed = runCli(['index', archive, '--db', clipDb, '--encoder', model], 120_000);
+    assert.equal(indexed.status, 0, indexed.stderr);
+    for (const [text, expected] of [['bone', /bone2?\.nii\.gz/], ['lung', /lung2?\.nii\.gz/], ['soft tissue', /soft2?\.nii\.gz/]] as const) {
+      const run = runCli(['search', '--text', text, '--db', clipDb, '--json', '--top', '2']);
+      assert.equal(run.status, 0, run.stderr);
+      const out = JSON.parse(run.stdout) as { method: string; results: Array<{ volumeId: string; region?: { firstSlice: number; lastSlice: number }; matches: unknown[] }> };
+      assert.equal(out.method, 'slice-count');
+      const store = openStore(clipDb, { readOnly: true });
+      try {
+        out.results.forEach((r) => assert.match(store.getVolume(r.volumeId)?.sourcePath ?? '', expected, `"${text}" → ${store.getVolume(r.volumeId)?.sourcePath}`));
+      } finally {
+        store.close();
+      }
+      assert.ok(out.results[0].region && out.results[0].matches.length > 0, 'localized from the matched slices');
+    }
+    const table = runCli(['search', '--text', 'bone', '--db', clipDb]);
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout, /text "bone": slice-count/);
+    assert.match(table.stdout, /localized region/);
+    // Multi-modal: a lung volume's query fused with the text "bone" by interleaving holds both kinds.
+    const fused = runCli(['search', join(archive, 'lung.nii.gz'), '--text', 'bone', '--db', clipDb, '--fusion', 'interleave', '--method', 'slice-count', '--top', '2', '--json']);
+    assert.equal(fused.status, 0, fused.stderr);
+    const fusedOut = JSON.parse(fused.stdout) as { results: Array<{ source: string }> };
+    assert.match(fusedOut.results[0].source, /lung2\.nii\.gz/);
+    assert.match(fusedOut.results[1].source, /bone2?\.nii\.gz/);
+  });
+
+  test('bad text input and an index without a text space are one-line errors', () => {
+    const empty = runCli(['search', '--text', '  ', '--db', clipDb]);
+    assert.equal(empty.status, 2);
+    assert.match(empty.stderr, /empty/);
+    assert.equal(empty.stderr.trim().split('\n').length, 1, empty.stderr);
+    const long = runCli(['search', '--text', Array(20).fill('bone').join(' '), '--db', clipDb]);
+    assert.equal(long.status, 0, long.stderr);
+    assert.match(long.stderr, /more than the model's context of 16/);
+    const indexed = runCli(['index', archive, '--db', baseDb, '--encoder', 'baseline', '--labels', join(root, 'labels.csv')], 120_000);
+    assert.equal(indexed.status, 0, indexed.stderr);
+    const none = runCli(['search', '--text', 'lung', '--db', baseDb]);
+    assert.equal(none.status, 2);
+    assert.match(none.stderr, /no text space.*mir3d train --db DB --captions COLUMN.*CLIP-style model folder/);
+  });
+
+  test('mir3d train --captions learns a text space kept in the index; search --text then uses it', () => {
+    const trained = runCli(['train', '--db', baseDb, '--captions', 'caption', '--group-by', 'patient', '--steps', '60'], 120_000);
+    assert.equal(trained.status, 0, trained.stderr);
+    assert.match(trained.stdout, /text space 'captions' learned from \d+ captions of 6 volumes/);
+    const store = openStore(baseDb, { readOnly: true });
+    try {
+      const encoder = openLearnedTextEncoder(store);
+      assert.ok(encoder && encoder.pairTag === store.encoderId);
+    } finally {
+      store.close();
+    }
+    const run = runCli(['search', '--text', 'dense bone', '--db', baseDb, '--json', '--top', '1']);
+    assert.equal(run.status, 0, run.stderr);
+    const out = JSON.parse(run.stdout) as { results: Array<{ labels: Record<string, string> }> };
+    assert.match(out.results[0].labels.caption, /bone/);
+    const noCaptions = runCli(['train', '--db', baseDb, '--captions', 'nothing']);
+    assert.equal(noCaptions.status, 2);
+    assert.match(noCaptions.stderr, /only 0 volume\(s\) carry a caption in label 'nothing'/);
+  });
+});
