@@ -71,6 +71,7 @@ describe('mir3d search --text', () => {
     for (const [name, hu] of Object.entries(kinds)) await writeNifti(join(archive, `${name}.nii.gz`), uniform(hu));
     const captions = { soft: 'soft tissue of the abdomen', lung: 'lung with air', bone: 'dense bone', soft2: 'abdomen soft tissue', lung2: 'air in the lungs', bone2: 'bone' };
     writeFileSync(join(root, 'labels.csv'), `name,caption,patient\n${Object.entries(captions).map(([n, c], i) => `${n}.nii.gz,${c},p${i % 3}`).join('\n')}\n`);
+    writeFileSync(join(root, 'eval.csv'), `path,caption,patient,tissue\n${Object.entries(captions).map(([n, c], i) => `archive/${n}.nii.gz,${c},p${i % 3},${n.replace('2', '')}`).join('\n')}\n`);
   });
 
   test('a CLIP-style folder: the described volume ranks first, with its matched region, through the CLI', () => {
@@ -136,5 +137,24 @@ describe('mir3d search --text', () => {
     const noCaptions = runCli(['train', '--db', baseDb, '--captions', 'nothing']);
     assert.equal(noCaptions.status, 2);
     assert.match(noCaptions.stderr, /only 0 volume\(s\) carry a caption in label 'nothing'/);
+  });
+
+  test('mir3d eval <labels.csv> --captions: patient-disjoint folds, every list beside its exact random level', async () => {
+    const out = join(root, 'eval-out');
+    const run = runCli(['eval', join(root, 'eval.csv'), '--captions', 'caption', '--target', 'tissue', '--group-by', 'patient', '--folds', '3', '--encoders', 'baseline', '--out', out, '--no-progress', '--json'], 180_000);
+    assert.equal(run.status, 0, run.stderr);
+    const report = JSON.parse(run.stdout) as import('../src/eval/text-eval.js').TextEvalReport;
+    assert.equal(report.queries, 6);
+    assert.equal(report.groups, 3);
+    // Each fold learns only from the other groups' captions: 2 of the 3 patients, 4 of the 6 captions,
+    // less the ones its early stopping holds out.
+    for (const fold of report.perFold) assert.ok(fold.trainingCaptions <= 4, JSON.stringify(fold));
+    // Pools exclude the query's patient (2 volumes): 4 remain, of which 1 shares the tissue → P@1 at random 1/4.
+    assert.ok(Math.abs(report.randomPrecision.pAtK['1'] - 0.25) < 1e-9);
+    for (const list of ['text', 'control', 'image', 'interleave', 'rrf'] as const) assert.ok(report.precision[list].pAtK['1'].mean >= 0 && report.precision[list].pAtK['1'].mean <= 1);
+    // The image query of uniform volumes finds the other volume of its tissue first.
+    assert.equal(report.precision.image.pAtK['1'].mean, 1);
+    const { readFileSync } = await import('node:fs');
+    assert.match(readFileSync(join(out, 'text-report.md'), 'utf8'), /random retrieval \(exact, per query pool\)[\s\S]*## Reading/);
   });
 });

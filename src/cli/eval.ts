@@ -6,6 +6,7 @@ import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
 import { nonNegativeInteger, positiveInteger } from './options.js';
+import { runTextEval } from './eval-text.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
 
@@ -167,10 +168,19 @@ export function registerEval(program: Command): void {
     .option('--first-stage <m>', 'first stage of rerank (default slice-count)')
     .option('--localization-depth <n>', 'results per region query whose localization is scored (default 5)', positiveInteger('--localization-depth'))
     .option('--examples <n>', 'example queries with pictures per task (0: none)', nonNegativeInteger('--examples'), 3)
+    .option('--captions <column>', '<labels.csv>: evaluate text-to-image search with this caption column (grouped k-fold; needs --target and --group-by)')
+    .option('--target <column>', '<labels.csv> --captions: the label a retrieved image must share with the described one')
+    .option('--group-by <column>', '<labels.csv> --captions: the label that keeps each patient on one side of every fold')
+    .option('--folds <n>', '<labels.csv> --captions: folds (default 5)', positiveInteger('--folds'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
     .option('--report-only', "write the reports again from --out's results.json (no indexing, no search; <dataset> is not read)")
     .option('--no-progress', 'no progress display')
-    .action(async (dataset: string, options: EvalCommandOptions) => {
+    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number }) => {
+      if (dataset.toLowerCase().endsWith('.csv') && options.captions !== undefined) {
+        const encoders = list(options.encoders);
+        await runTextEval(dataset, { out: options.out, captions: options.captions, target: options.target, groupBy: options.groupBy, folds: options.folds, encoder: encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0], progress: options.progress, json: options.json });
+        return;
+      }
       const methods = options.methods === 'all' ? [...DEFAULT_EVAL_METHODS] : list(options.methods);
       for (const m of methods) {
         try {
