@@ -71,7 +71,7 @@ describe('mir3d search --text', () => {
     for (const [name, hu] of Object.entries(kinds)) await writeNifti(join(archive, `${name}.nii.gz`), uniform(hu));
     const captions = { soft: 'soft tissue of the abdomen', lung: 'lung with air', bone: 'dense bone', soft2: 'abdomen soft tissue', lung2: 'air in the lungs', bone2: 'bone' };
     writeFileSync(join(root, 'labels.csv'), `name,caption,patient\n${Object.entries(captions).map(([n, c], i) => `${n}.nii.gz,${c},p${i % 3}`).join('\n')}\n`);
-    writeFileSync(join(root, 'eval.csv'), `path,caption,patient,tissue\n${Object.entries(captions).map(([n, c], i) => `archive/${n}.nii.gz,${c},p${i % 3},${n.replace('2', '')}`).join('\n')}\n`);
+    writeFileSync(join(root, 'eval.csv'), `path,caption,patient,tissue\n${Object.entries(captions).map(([n, c], i) => `archive/${n}.nii.gz,${c},p${Math.floor(i / 2)},${n.replace('2', '')}`).join('\n')}\n`);
   });
 
   test('a CLIP-style folder: the described volume ranks first, with its matched region, through the CLI', () => {
@@ -141,7 +141,7 @@ describe('mir3d search --text', () => {
 
   test('mir3d eval <labels.csv> --captions: patient-disjoint folds, every list beside its exact random level', async () => {
     const out = join(root, 'eval-out');
-    const run = runCli(['eval', join(root, 'eval.csv'), '--captions', 'caption', '--target', 'tissue', '--group-by', 'patient', '--folds', '3', '--encoders', 'baseline', '--out', out, '--no-progress', '--json'], 180_000);
+    const run = runCli(['eval', join(root, 'eval.csv'), '--captions', 'caption', '--target', 'tissue', '--group-by', 'patient', '--folds', '3', '--encoders', join(root, 'clip'), '--out', out, '--no-progress', '--json'], 180_000);
     assert.equal(run.status, 0, run.stderr);
     const report = JSON.parse(run.stdout) as import('../src/eval/text-eval.js').TextEvalReport;
     assert.equal(report.queries, 6);
@@ -149,7 +149,8 @@ describe('mir3d search --text', () => {
     // Each fold learns only from the other groups' captions: 2 of the 3 patients, 4 of the 6 captions,
     // less the ones its early stopping holds out.
     for (const fold of report.perFold) assert.ok(fold.trainingCaptions <= 4, JSON.stringify(fold));
-    // Pools exclude the query's patient (2 volumes): 4 remain, of which 1 shares the tissue → P@1 at random 1/4.
+    // Each patient has two tissues; pools exclude the query's patient: 4 volumes remain, 1 of the query's
+    // tissue → P@1 at random exactly 1/4.
     assert.ok(Math.abs(report.randomPrecision.pAtK['1'] - 0.25) < 1e-9);
     for (const list of ['text', 'control', 'image', 'interleave', 'rrf'] as const) assert.ok(report.precision[list].pAtK['1'].mean >= 0 && report.precision[list].pAtK['1'].mean <= 1);
     // The image query of uniform volumes finds the other volume of its tissue first.

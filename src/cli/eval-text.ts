@@ -4,7 +4,8 @@ import { InvalidArgumentError } from 'commander';
 import { evaluateTextRetrieval, textEvalMarkdown, TEXT_EVAL_LISTS } from '../eval/text-eval.js';
 import { discoverVolumes } from '../ingest/discover.js';
 import { indexVolumes } from '../ingest/indexer.js';
-import { labelsFromCsv, openIndexForWriting } from './index-command.js';
+import { labelsFromCsv } from './index-command.js';
+import { openIndex } from '../ingest/open-index.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { readFileSync } from 'node:fs';
 import { displayPath, formatTable } from './format.js';
@@ -40,7 +41,9 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
   const db = join(out, `index-${encoderName.replace(/[^\w.-]+/g, '_')}`);
   await mkdir(out, { recursive: true });
   const discovery = await discoverVolumes(rows.map((r) => resolve(dirname(csvPath), r.path)));
-  const { store, encoder } = await openIndexForWriting(db, { encoder: encoderName }, (m) => process.stderr.write(`${m}\n`));
+  const index = await openIndex(db, { spec: { encoder: encoderName }, onStatus: (m) => process.stderr.write(`${m}\n`) });
+  const { store } = index;
+  const encoder = await index.encoder();
   try {
     const bar = startProgress('indexing', discovery.sources.length, 'volumes', options.progress);
     const summary = await indexVolumes(discovery.sources, { store, encoder, labelsFor: labelsFromCsv(csvPath), onProgress: (p) => bar.update(p.volumesDone) });
@@ -78,7 +81,6 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
     process.stdout.write(`recall of the described image: ${report.ks.map((k) => `@${k} ${f(report.recall.text[`${k}`])} (random ${report.recall.random[`${k}`].toFixed(4)})`).join(', ')}\n`);
     process.stdout.write(`${markdown.split('## Reading\n\n')[1] ?? ''}\nreport: ${displayPath(join(out, 'text-report.md'))}\n`);
   } finally {
-    store.close();
-    await encoder.close();
+    await index.close();
   }
 }
