@@ -17,7 +17,7 @@ import { openEncoder } from '../src/encode/registry.js';
 import { SliceFeeder } from '../src/encode/slice-feeder.js';
 import { readVolume } from '../src/io/read.js';
 import type { Volume } from '../src/io/volume.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { sliceBatches } from '../src/preprocess/batches.js';
 import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
 import { hasSharedData, sharedPath } from '../test/helpers/shared-data.js';

@@ -10,7 +10,7 @@ export { listDicomSeries, type DicomSeriesSummary } from './io/dicom.js';
 export { writeNifti } from './io/nifti-writer.js';
 export { canonicalInt16Sha256, intensityRange } from './io/volume-stats.js';
 export { renderSlice, encodePng, writeSlicePng, DISPLAY_WINDOWS } from './io/png.js';
-export { generatePhantom, LABEL as PHANTOM_LABEL } from './phantom/index.js';
+export { generatePhantom, LABEL as PHANTOM_LABEL } from './synth/index.js';
 export * from './preprocess/index.js';
 export type { Encoder } from './encode/encoder.js';
 export { EncoderError } from './encode/errors.js';

@@ -10,7 +10,7 @@ import { SliceFeeder } from '../src/encode/slice-feeder.js';
 import { readNpyFloat32 } from '../src/io/npy.js';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { sliceZMm } from '../src/io/volume.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { runCli } from './helpers/cli.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 

@@ -8,13 +8,13 @@ import { readVolume } from '../src/io/read.js';
 import type { Mat4, Vec3 } from '../src/io/volume.js';
 import { cMirMixedDataset, findDecathlonTasks, threeDMirDataset } from '../src/eval/datasets/decathlon.js';
 import { judgedLabels, regionQueriesOf, regionRuns, tumourRuns } from '../src/eval/datasets/relevance.js';
-import { formatThreeDMirLabels, formatThreeDMirSplit, parseThreeDMirLabels, parseThreeDMirSplit, readThreeDMirOrgan } from '../src/eval/datasets/threedmir-csv.js';
+import { formatThreeDMirLabels, formatThreeDMirSplit, parseThreeDMirLabels, parseThreeDMirSplit, readThreeDMirOrgan } from '../src/labels/threedmir-csv.js';
 import { TOTALSEG_V1_CLASSES, TOTALSEG_V2_CLASSES, coarseRegionOf, coarseRegionsOf } from '../src/eval/datasets/total-seg-regions.js';
 import { coarseExtents, readClassMap, totalSegCase, totalSegDataset } from '../src/eval/datasets/total-segmentator.js';
 import type { Case } from '../src/eval/datasets/types.js';
-import { buildDevBenchmark, insideDistanceMm, type DevBenchManifest } from '../src/eval/devbench.js';
+import { buildDevBenchmark, insideDistanceMm, type DevBenchManifest } from '../src/synth/devbench.js';
 import { seededRng } from './helpers/seeded-random.js';
-import { TUMOUR_ORGANS, tumourSummaryFromMask } from '../src/eval/lesions.js';
+import { TUMOUR_ORGANS, tumourSummaryFromMask } from '../src/labels/tumours.js';
 import { evaluateTumourRetrieval } from '../src/eval/metrics.js';
 import { sharedDataDir, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 

@@ -14,9 +14,9 @@ import {
   type GroupRule,
   type LesionGroup,
   type TumourOrgan,
-} from '../src/eval/lesions.js';
-import { readThreeDMirLabels } from '../src/eval/datasets/threedmir-csv.js';
-import { generatePhantom, LABEL, lesionLabels } from '../src/phantom/index.js';
+} from '../src/labels/tumours.js';
+import { readThreeDMirLabels } from '../src/labels/threedmir-csv.js';
+import { generatePhantom, LABEL, lesionLabels } from '../src/synth/index.js';
 import { seededRng } from './helpers/seeded-random.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 

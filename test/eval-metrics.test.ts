@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { TumourLabels } from '../src/eval/lesions.js';
+import type { TumourLabels } from '../src/labels/tumours.js';
 import {
   averagePrecisionAtK,
   evaluateLocalization,

@@ -4,9 +4,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { demoPlan } from '../src/cli/demo.js';
+import { demoPlan } from '../src/synth/demo-plan.js';
 import { writeNifti } from '../src/io/nifti-writer.js';
-import { generatePhantom, LABEL } from '../src/phantom/index.js';
+import { generatePhantom, LABEL } from '../src/synth/index.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { projectRoot, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';

@@ -10,7 +10,7 @@ import { renderSlice } from '../src/io/png.js';
 import { readVolume } from '../src/io/read.js';
 import { sliceZMm, voxelIndex, type Vec3, type Volume } from '../src/io/volume.js';
 import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
-import { generatePhantom, LABEL, lesionLabels, type Phantom, type PhantomOptions, type PhantomTruth } from '../src/phantom/index.js';
+import { generatePhantom, LABEL, lesionLabels, type Phantom, type PhantomOptions, type PhantomTruth } from '../src/synth/index.js';
 import { runCli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mir3d-phantom-'));

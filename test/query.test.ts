@@ -9,7 +9,7 @@ import { openIndex, type OpenedIndex } from '../src/ingest/open-index.js';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
 import { sliceZMm, type Volume } from '../src/io/volume.js';
-import { generatePhantom, LABEL } from '../src/phantom/index.js';
+import { generatePhantom, LABEL } from '../src/synth/index.js';
 import { maskLabelExtent } from '../src/query/range.js';
 import { queryRangeOf, searchRequestOf, SEARCH_FLAGS, type SearchParams } from '../src/query/request.js';
 import { runSearch } from '../src/query/run.js';

@@ -10,7 +10,7 @@ import yazl from 'yazl';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
 import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { search } from '../src/search/search.js';
 import { SEARCH_METHODS } from '../src/search/types.js';
 import { ServerConfigError, startServer, type RunningServer } from '../src/server/app.js';

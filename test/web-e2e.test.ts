@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { writeNifti } from '../src/io/nifti-writer.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { startServer, type RunningServer } from '../src/server/app.js';
 import { bearer, jsonRequest } from './helpers/http.js';
 import { buildPhantomIndex, type PhantomIndex } from './helpers/phantom-index.js';

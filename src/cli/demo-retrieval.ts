@@ -3,11 +3,11 @@ import { indexVolumes } from '../ingest/indexer.js';
 import { openIndex } from '../ingest/open-index.js';
 import { readVolume } from '../io/read.js';
 import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
-import { LABEL } from '../phantom/index.js';
+import { LABEL } from '../synth/index.js';
 import { searchRequestOf } from '../query/request.js';
 import { runSearch } from '../query/run.js';
 import type { SearchResult } from '../search/types.js';
-import type { DemoContext, DemoStep } from './demo.js';
+import type { DemoContext, DemoStep } from './demo-steps.js';
 import { displayPath, formatTable } from './format.js';
 
 /**

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { ensureToken } from '../server/auth.js';
 import type { RunningServer } from '../server/app.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../server/defaults.js';
-import type { DemoContext, DemoStep } from './demo.js';
+import type { DemoContext, DemoStep } from './demo-steps.js';
 import { displayPath } from './format.js';
 import { serverBanner, serveUntilSignal } from './serve.js';
 

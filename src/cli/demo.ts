@@ -5,11 +5,13 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { writeFileAtomic, writeNifti } from '../io/nifti-writer.js';
 import { writeSlicePng, type Rgb } from '../io/png.js';
 import { readVolume } from '../io/read.js';
-import { sliceZMm, type Vec3 } from '../io/volume.js';
+import { sliceZMm } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
-import { generatePhantom, LABEL, type Phantom, type PhantomOptions, type PhantomTruth } from '../phantom/index.js';
+import { generatePhantom, LABEL, type Phantom } from '../synth/index.js';
+import { demoPlan } from '../synth/demo-plan.js';
 import { demoIndexStep, demoSearchStep } from './demo-retrieval.js';
+import type { DemoContext, DemoOptions, DemoPhantomFiles, DemoStep } from './demo-steps.js';
 import { demoServeHintStep, serveDemoIndex } from './demo-serve.js';
 import { displayPath, formatTable } from './format.js';
 
@@ -19,67 +21,7 @@ import { displayPath, formatTable } from './format.js';
  * touching the ones here.
  */
 
-export interface DemoOptions {
-  outDir: string;
-  count: number;
-  seed: number;
-  /** Where the summary goes (stdout in the CLI). */
-  print: (text: string) => void;
-  /** Show a progress bar (on stderr, only when it is a terminal). */
-  progress: boolean;
-}
-
-export interface DemoPhantomFiles {
-  /** Paths relative to the demo's out dir, as written into demo.json. */
-  ct: string;
-  labels: string;
-  truth: string;
-  coronalPng: string;
-}
-
-export interface DemoPhantom {
-  id: string;
-  dir: string;
-  options: PhantomOptions;
-  files: DemoPhantomFiles;
-  truth: PhantomTruth;
-  /** SHA-256 of the canonical int16 voxels as generated, and as read back from ct.nii.gz. */
-  sha256Generated: string;
-  readBack?: { dims: Vec3; spacingMm: Vec3; zRangeMm: [number, number]; sha256Int16: string; orientation: string };
-}
-
-export interface DemoContext {
-  options: DemoOptions;
-  phantoms: DemoPhantom[];
-  /** Seconds per step, by step name. */
-  timingsS: Record<string, number>;
-}
-
-export interface DemoStep {
-  name: string;
-  run(context: DemoContext): Promise<void>;
-}
-
-/** One plan per phantom, cycled: lesion-free and lesion-bearing livers across 3D-MIR's liver lesion
- * groups (−1 none, 1 one < 2 cm, 2 one > 2 cm or several ≤ 5 cm, 3 > 5 cm), several scan ranges and
- * slice spacings, so retrieval has both near-duplicates and real differences to find. */
-const PLANS: Omit<PhantomOptions, 'seed'>[] = [
-  { coverage: 'abdomen', spacingMm: [3, 3, 2.5] },
-  { coverage: 'abdomen', spacingMm: [3, 3, 2.5], lesions: [{ diameterMm: 12 }] },
-  { coverage: 'thorax-abdomen', spacingMm: [3, 3, 5], lesions: [{ diameterMm: 35 }] },
-  { coverage: 'thorax-abdomen', spacingMm: [3, 3, 5] },
-  { coverage: 'liver', spacingMm: [3, 3, 2], lesions: [{ diameterMm: 15 }, { diameterMm: 25 }] },
-  { coverage: 'abdomen', spacingMm: [3, 3, 3], lesions: [{ diameterMm: 60 }] },
-  { coverage: 'thorax', spacingMm: [3, 3, 5] },
-  { coverage: 'abdomen', spacingMm: [3, 3, 2.5], lesions: [{ diameterMm: 10 }, { diameterMm: 18, contrastHu: 30 }, { diameterMm: 28 }] },
-];
-
-export function demoPlan(count: number, seed: number): { id: string; options: PhantomOptions }[] {
-  return Array.from({ length: count }, (_, n) => ({
-    id: `phantom-${String(n + 1).padStart(2, '0')}`,
-    options: { ...PLANS[n % PLANS.length], seed: seed * 1000 + n + 1 },
-  }));
-}
+export type { DemoContext, DemoOptions, DemoPhantom, DemoPhantomFiles, DemoStep } from './demo-steps.js';
 
 const OVERLAY_COLORS: Record<number, Rgb> = {
   [LABEL.liver]: [60, 200, 80],

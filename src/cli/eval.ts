@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { GROUP_RULES, isTumourOrgan, type GroupRule, type TumourOrgan } from '../eval/lesions.js';
+import { GROUP_RULES, isTumourOrgan, type GroupRule, type TumourOrgan } from '../labels/tumours.js';
 import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
@@ -24,6 +24,7 @@ interface EvalCommandOptions {
   maxQueries?: number;
   sharedData?: string;
   profile: string;
+  count?: number;
   groupRule?: GroupRule;
   k?: number;
   candidates?: number;
@@ -44,7 +45,7 @@ function groupRule(value: string): GroupRule {
 }
 
 function detectKind(path: string): 'decathlon' | 'totalseg' {
-  if (!existsSync(path)) throw new InvalidArgumentError(`${path}: no such folder (give a Decathlon or TotalSegmentator folder, or "devbench")`);
+  if (!existsSync(path)) throw new InvalidArgumentError(`${path}: no such folder (give a Decathlon or TotalSegmentator folder, "demo" or "devbench")`);
   if (existsSync(join(path, 'dataset.json'))) return 'decathlon';
   const entries = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
   if (entries.some((e) => existsSync(join(path, e.name, 'dataset.json')))) return 'decathlon';
@@ -53,6 +54,9 @@ function detectKind(path: string): 'decathlon' | 'totalseg' {
 }
 
 function datasetSpec(dataset: string, options: EvalCommandOptions): EvalDatasetSpec {
+  if (dataset === 'demo') {
+    return { kind: 'demo', regions: !options.skipRegions, ...(options.count ? { count: options.count } : {}), ...(options.groupRule ? { groupRule: options.groupRule } : {}) };
+  }
   if (dataset === 'devbench') {
     const shared = resolve(options.sharedData ?? process.env.MIR3D_SHARED_DATA ?? '../shared/data');
     if (options.profile !== 'full' && options.profile !== 'small') throw new InvalidArgumentError('--profile: full or small');
@@ -144,7 +148,7 @@ export function registerEval(program: Command): void {
   program
     .command('eval')
     .description("Evaluate retrieval methods with the papers' protocols (3D-MIR, C-MIR, region retrieval) and write report.md, report.html and results.json")
-    .argument('<dataset>', 'a Decathlon folder, a TotalSegmentator folder, or "devbench" (the development benchmark built from the shared CTs)')
+    .argument('<dataset>', 'a Decathlon folder, a TotalSegmentator folder, "demo" (generated phantoms: runs anywhere) or "devbench" (the development benchmark built from the shared CTs)')
     .requiredOption('--out <dir>', 'output folder: indexes, reports (reused: unchanged volumes are not embedded again)')
     .option('--methods <list>', `comma-separated methods, or "all": ${DEFAULT_EVAL_METHODS.join(', ')}`, 'all')
     .option('--encoders <list>', 'comma-separated encoder names or model paths', DEFAULT_EVAL_ENCODERS.join(','))
@@ -154,10 +158,11 @@ export function registerEval(program: Command): void {
     .option('--kind <kind>', 'decathlon or totalseg (default: detected from the folder)')
     .option('--level <level>', 'TotalSegmentator regions: coarse or fine', 'coarse')
     .option('--regions <list>', 'TotalSegmentator: only these regions')
-    .option('--skip-regions', 'Decathlon/devbench: no organ-region queries (no mask reading, no localization scores)')
+    .option('--skip-regions', 'Decathlon/demo/devbench: no organ-region queries (no mask reading, no localization scores)')
     .option('--max-queries <n>', 'TotalSegmentator: at most this many query subjects', positiveInteger('--max-queries'))
     .option('--shared-data <dir>', 'devbench: the shared CT folder (default $MIR3D_SHARED_DATA or ../shared/data)')
     .option('--profile <p>', 'devbench: full (39 volumes) or small (11, quick)', 'full')
+    .option('--count <n>', 'demo: phantoms generated (default 24; every 4th is a query)', positiveInteger('--count'))
     .option(
       '--group-rule <rule>',
       `lesion-group table for labels computed from masks: ${GROUP_RULES.join(' or ')} (default design: DESIGN.md's table; 3dmir-csv: the rule the published CSVs follow)`,

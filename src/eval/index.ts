@@ -3,13 +3,13 @@
  * adapters (Decathlon + 3D-MIR CSVs, C-MIR's mixed archive, TotalSegmentator regions) and the
  * development benchmark built from the shared real CTs.
  */
-export * from './lesions.js';
+export * from '../labels/tumours.js';
 export * from './metrics.js';
 export * from './extents.js';
-export * from './devbench.js';
+export * from '../synth/devbench.js';
 export * from './datasets/types.js';
 export * from './datasets/relevance.js';
-export * from './datasets/threedmir-csv.js';
+export * from '../labels/threedmir-csv.js';
 export * from './datasets/decathlon.js';
 export * from './datasets/total-seg-regions.js';
 export * from './datasets/total-segmentator.js';

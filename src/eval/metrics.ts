@@ -1,4 +1,4 @@
-import type { TumourLabels } from './lesions.js';
+import type { TumourLabels } from '../labels/tumours.js';
 
 /**
  * Retrieval metrics exactly as DESIGN.md ("Evaluation (exact definitions)") defines them, with the

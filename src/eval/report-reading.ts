@@ -247,6 +247,12 @@ export function readingOf(results: EvalResults): string[] {
         'its numbers test that the protocol runs and how methods react to crop, thickness, noise and lesion size on the same anatomy, not how they would rank on 3D-MIR.',
     );
   }
+  if (results.dataset.kind === 'demo') {
+    out.push(
+      'What this benchmark cannot show: anything about real CT. Its volumes are generated phantoms (smooth organs of fixed densities, spherical lesions); ' +
+        'the numbers show that indexing, every method, localization and the scoring run end to end on volumes whose organs and lesions are known, not how a method would rank patients.',
+    );
+  }
   return out;
 }
 

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../../src/eval/datasets/threedmir-csv.js';
+import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../../src/labels/threedmir-csv.js';
 import { writeNifti } from '../../src/io/nifti-writer.js';
-import { generatePhantom, LABEL, type PhantomOptions } from '../../src/phantom/index.js';
+import { generatePhantom, LABEL, type PhantomOptions } from '../../src/synth/index.js';
 
 /**
  * A tiny tumour-retrieval dataset on disk, laid out as the development benchmark lays out the real CTs:

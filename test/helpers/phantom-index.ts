@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openIndex } from '../../src/ingest/open-index.js';
-import { demoPlan } from '../../src/cli/demo.js';
+import { demoPlan } from '../../src/synth/demo-plan.js';
 import { indexVolumes } from '../../src/ingest/indexer.js';
 import { writeNifti } from '../../src/io/nifti-writer.js';
-import { generatePhantom, type PhantomOptions } from '../../src/phantom/index.js';
+import { generatePhantom, type PhantomOptions } from '../../src/synth/index.js';
 
 /**
  * A small index of demo-like phantoms for server tests and the serve benchmark: phantoms written as

@@ -8,8 +8,8 @@ import {
   type Connectivity,
   type GroupRule,
   type TumourOrgan,
-} from '../lesions.js';
-import { hasThreeDMirFiles, readThreeDMirOrgan, type ThreeDMirRow } from './threedmir-csv.js';
+} from '../../labels/tumours.js';
+import { hasThreeDMirFiles, readThreeDMirOrgan, type ThreeDMirRow } from '../../labels/threedmir-csv.js';
 import { isHashQuery } from './split.js';
 import type { Case, CaseLabels, RetrievalDataset } from './types.js';
 

@@ -1,4 +1,4 @@
-import { NO_TUMOUR, type TumourLabels } from '../lesions.js';
+import { NO_TUMOUR, type TumourLabels } from '../../labels/tumours.js';
 import type { LocalizationRun, RegionQueryRun, TumourQueryRun, ZInterval } from '../metrics.js';
 import type { Case, RetrievalDataset } from './types.js';
 

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { readVolume } from '../../io/read.js';
 import { labelZExtents, maskZExtent, unionExtent } from '../extents.js';
-import { NO_TUMOUR } from '../lesions.js';
+import { NO_TUMOUR } from '../../labels/tumours.js';
 import { TOTALSEG_V2_CLASSES, classMapOf, coarseRegionOf, type ClassMap } from './total-seg-regions.js';
 import { isHashQuery } from './split.js';
 import type { Case, RetrievalDataset, ZExtent } from './types.js';

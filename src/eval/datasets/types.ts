@@ -1,4 +1,4 @@
-import type { LesionGroup, TumourLabels } from '../lesions.js';
+import type { LesionGroup, TumourLabels } from '../../labels/tumours.js';
 
 /** Where one anatomical structure lies along z in a volume. */
 export interface ZExtent {

@@ -1,5 +1,5 @@
 import type { Vec3 } from '../io/volume.js';
-import { LABEL, type OrganName } from './labels.js';
+import { LABEL, type OrganName } from './phantom-labels.js';
 import type { Random } from './random.js';
 
 /**

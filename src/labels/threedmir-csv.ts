@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import type { LesionGroup } from '../lesions.js';
+import type { LesionGroup } from './tumours.js';
 
 /**
  * 3D-MIR's label and split files (github.com/abachaa/3D-MIR, CC BY 4.0), one set per organ:

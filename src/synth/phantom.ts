@@ -1,4 +1,5 @@
 import type { Mat4, Vec3, Volume } from '../io/volume.js';
+import { lesionGroupOf } from '../labels/lesion-groups.js';
 import {
   COVERAGES,
   TISSUE,
@@ -12,7 +13,7 @@ import {
   type PatientModel,
   type TissueName,
 } from './anatomy.js';
-import { LABEL, ORGAN_NAMES, type OrganName } from './labels.js';
+import { LABEL, ORGAN_NAMES, type OrganName } from './phantom-labels.js';
 import { randomStream } from './random.js';
 
 /**
@@ -494,11 +495,9 @@ function describe(
   };
 }
 
-/** 3D-MIR's liver rule (DESIGN.md, Evaluation) applied to the lesions' largest diameters in mm. */
+/** 3D-MIR's liver rule (DESIGN.md's table, src/labels/lesion-groups.ts) applied to the lesions' largest
+ * diameters in mm. */
 export function lesionLabels(diametersMm: number[]): { cancerFlag: 0 | 1; lesionGroup: -1 | 1 | 2 | 3 } {
   if (diametersMm.length === 0) return { cancerFlag: 0, lesionGroup: -1 };
-  const largestMm = Math.max(...diametersMm);
-  if (largestMm > 50) return { cancerFlag: 1, lesionGroup: 3 };
-  if (diametersMm.length === 1 && largestMm < 20) return { cancerFlag: 1, lesionGroup: 1 };
-  return { cancerFlag: 1, lesionGroup: 2 };
+  return { cancerFlag: 1, lesionGroup: lesionGroupOf('liver', Math.max(...diametersMm), diametersMm.length) as 1 | 2 | 3 };
 }
