@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { writeNifti } from '../src/io/nifti-writer.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { openStore } from '../src/store/index.js';
 import { HEADER_DEFECTS, RESOURCE_DEFECTS, writeCorpus, type BadInput } from './helpers/bad-inputs.js';
 import { runCli, runCliMeasured } from './helpers/cli.js';
