@@ -16,7 +16,7 @@
  * Written by hand (not TensorFlow.js): the model is one sparse × dense product and a softmax, its gradient
  * is three lines, and a hand loop over sparse rows is faster than tfjs's CPU backend for it.
  */
-import { randomStream } from '../phantom/random.js';
+import { randomStream } from '../synth/random.js';
 import type { SparseFeatures } from '../encode/text-features.js';
 
 export interface TextSpaceTrainingSet {
