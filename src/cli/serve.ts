@@ -12,6 +12,10 @@ interface ServeCommandOptions {
   tokenFile?: string;
   maxUploadMb: number;
   cacheMb: number;
+  searchWorkers?: number;
+  searchThreads?: number;
+  searchQueue: number;
+  searchTimeoutS: number;
   log?: boolean;
 }
 
@@ -24,6 +28,18 @@ const portNumber = (value: string): number => {
 const megabytes = (label: string) => (value: string): number => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive number of MB`);
+  return n;
+};
+
+const positiveInteger = (label: string, min: number) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${label} must be an integer ≥ ${min}`);
+  return n;
+};
+
+const seconds = (label: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${label} must be a positive number of seconds`);
   return n;
 };
 
@@ -68,6 +84,10 @@ export function registerServe(program: Command): void {
     .option('--token-file <path>', 'where the token is kept (default <db>/server-token)')
     .option('--max-upload-mb <n>', 'largest upload accepted, in MB', megabytes('--max-upload-mb'), 1024)
     .option('--cache-mb <n>', 'memory for decoded volumes, in MB', megabytes('--cache-mb'), 1024)
+    .option('--search-workers <n>', 'search worker threads (default: one per core)', positiveInteger('--search-workers', 1))
+    .option('--search-threads <n>', 'kernel threads per search worker (default: cores / workers)', positiveInteger('--search-threads', 1))
+    .option('--search-queue <n>', 'searches that may wait for a worker before 503 BUSY', positiveInteger('--search-queue', 0), 64)
+    .option('--search-timeout-s <s>', 'longest a search waits for a worker before 503', seconds('--search-timeout-s'), 20)
     .option('--log', 'print one line per request')
     .action(async (options: ServeCommandOptions) => {
       const dbDir = resolve(options.db);
@@ -77,7 +97,14 @@ export function registerServe(program: Command): void {
         port: options.port,
         auth: options.auth,
         ...(options.tokenFile ? { tokenFile: resolve(options.tokenFile) } : {}),
-        limits: { maxUploadBytes: Math.round(options.maxUploadMb * 1024 * 1024), volumeCacheBytes: Math.round(options.cacheMb * 1024 * 1024) },
+        limits: {
+          maxUploadBytes: Math.round(options.maxUploadMb * 1024 * 1024),
+          volumeCacheBytes: Math.round(options.cacheMb * 1024 * 1024),
+          ...(options.searchWorkers !== undefined ? { searchWorkers: options.searchWorkers } : {}),
+          ...(options.searchThreads !== undefined ? { searchThreads: options.searchThreads } : {}),
+          searchQueueLength: options.searchQueue,
+          searchQueueTimeoutMs: Math.round(options.searchTimeoutS * 1000),
+        },
         ...(options.log ? { logRequest: (line: string) => process.stderr.write(`${line}\n`) } : {}),
       };
       // Loaded here, not at the top: Fastify and its plugins would add ~0.3 s to every other command.

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoder } from '../encode/encoder.js';
-import { openEncoder } from '../encode/registry.js';
+import { openEncoder, type OpenEncoderOptions } from '../encode/registry.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
 
 /**
@@ -28,8 +28,9 @@ export async function writeEncoderSpec(indexDir: string, spec: EncoderSpec): Pro
   await writeFileAtomic(join(indexDir, ENCODER_SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
 }
 
-export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: string) => void): Promise<Encoder> {
+export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: string) => void, extra: OpenEncoderOptions = {}): Promise<Encoder> {
   return openEncoder(spec.encoder, {
+    ...extra,
     ...(spec.sliceStepMm !== undefined ? { sliceStepMm: spec.sliceStepMm } : {}),
     ...(spec.windows ? { windows: spec.windows } : {}),
     ...(onStatus ? { onStatus } : {}),

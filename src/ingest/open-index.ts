@@ -1,8 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import type { Encoder } from '../encode/encoder.js';
+import type { OpenEncoderOptions } from '../encode/registry.js';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { StoreError } from '../store/errors.js';
 import { indexExists, openStore } from '../store/index.js';
+import type { OpenStoreOptions } from '../store/index.js';
 import type { Store } from '../store/types.js';
 
 export { indexExists };
@@ -35,17 +37,21 @@ export interface OpenIndexOptions {
    * own). Its encoder must still yield the id the index pins. */
   openEncoder?: (spec: EncoderSpec | undefined) => Promise<Encoder>;
   onStatus?: (message: string) => void;
+  /** Threads of the store's kernels (a search worker opens the index with its share of the cores). */
+  store?: Pick<OpenStoreOptions, 'threads' | 'compute'>;
+  /** Options of the spec's encoder beyond the spec (e.g. its ONNX Runtime threads). */
+  encoderOptions?: OpenEncoderOptions;
 }
 
 export async function openIndex(dir: string, options: OpenIndexOptions = {}): Promise<OpenedIndex> {
   const openSpec = (spec: EncoderSpec | undefined): Promise<Encoder> => {
     if (options.openEncoder) return options.openEncoder(spec);
     if (!spec) throw new StoreError('MISSING_ENCODER', dir, `no ${ENCODER_SPEC_FILE} beside the index: give --encoder with the encoder it was built with`);
-    return openSpecEncoder(spec, options.onStatus);
+    return openSpecEncoder(spec, options.onStatus, options.encoderOptions);
   };
   if (options.readOnly) {
     if (!indexExists(dir)) throw new StoreError('NOT_FOUND', dir, 'no index here (create one with mir3d index)');
-    const store = openStore(dir, { readOnly: true });
+    const store = openStore(dir, { ...options.store, readOnly: true });
     return readingIndex(dir, store, options, openSpec);
   }
 

@@ -27,6 +27,8 @@ export const DISPLAY_WINDOWS = {
   softTissue: { levelHu: 40, widthHu: 400 },
   lung: { levelHu: -600, widthHu: 1500 },
   bone: { levelHu: 400, widthHu: 1800 },
+  brain: { levelHu: 40, widthHu: 80 },
+  liver: { levelHu: 30, widthHu: 150 },
 } as const satisfies Record<string, DisplayWindow>;
 
 /** A label map on the same grid, drawn over the grey image. */

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import type { Encoder } from '../encode/encoder.js';
 import { indexExists, openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { filterOf } from '../query/request.js';
 import { describeCauses, Mir3dError } from '../errors.js';
@@ -17,9 +17,12 @@ import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches,
 import { ApiError, errorBody, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
+import { DEFAULT_MAX_QUEUED, DEFAULT_QUEUE_TIMEOUT_MS, SearchPool } from './search-pool.js';
 import { SearchService, type SearchBody, type SearchParams } from './search-service.js';
 import { RAW_UPLOAD_TYPES, readUploadedVolume } from './uploads.js';
-import { publicUpload, publicVolume, VolumeService, WINDOW_NAMES, type ThumbnailRequest } from './volumes.js';
+import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
+import type { HealthInfo, IndexInfo } from '../api/contract.js';
+import { publicUpload, publicVolume, VolumeService, WINDOW_NAMES, WINDOW_PRESETS, type ThumbnailRequest } from './volumes.js';
 
 /**
  * `mir3d serve`: the HTTP API and the web page over one index, in one Fastify process.
@@ -47,6 +50,14 @@ export interface ServerLimits {
   niftiCacheBytes: number;
   uploadCacheBytes: number;
   maxUploads: number;
+  /** Search worker threads (default: the number of cores). */
+  searchWorkers?: number;
+  /** Kernel threads per search worker (default: cores / workers, at least one). */
+  searchThreads?: number;
+  /** Searches waiting for a worker, at most, before 503 BUSY. */
+  searchQueueLength: number;
+  /** Longest a search waits for a worker before 503 QUEUE_TIMEOUT. */
+  searchQueueTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -59,6 +70,8 @@ export const DEFAULT_LIMITS: ServerLimits = {
   niftiCacheBytes: 512 * MiB,
   uploadCacheBytes: 1 * GiB,
   maxUploads: 16,
+  searchQueueLength: DEFAULT_MAX_QUEUED,
+  searchQueueTimeoutMs: DEFAULT_QUEUE_TIMEOUT_MS,
 };
 
 export interface ServerOptions {
@@ -76,8 +89,6 @@ export interface ServerOptions {
   logRequest?: (line: string) => void;
   /** Called with unexpected errors (stack traces); default stderr. */
   logError?: (line: string) => void;
-  /** Opens the encoder for uploaded queries; default: the one recorded beside the index. */
-  openEncoder?: () => Promise<Encoder>;
 }
 
 export class ServerConfigError extends Mir3dError<'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE'> {
@@ -133,6 +144,17 @@ function frameworkError(error: FastifyError): ApiError | undefined {
   return undefined;
 }
 
+/** Aborts when the client closes the connection before its answer (the page's Cancel, a closed tab),
+ * so a search still waiting for a worker leaves the queue. */
+function clientGone(response: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  // 'close' comes after every answer too; only one not yet written means the client left.
+  response.once('close', () => {
+    if (!response.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
 function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
   if (error.retryAfterS) reply.header('retry-after', String(error.retryAfterS));
   if (error.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="mir3d"');
@@ -168,7 +190,16 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   });
 
   const volumes = new VolumeService(store, limits);
-  const searches = new SearchService({ store, volumes, encoder: () => index.encoder() });
+  // Searches run on worker threads, so list, picture and health requests never wait behind one.
+  const pool = new SearchPool({
+    dbDir: index.dir,
+    ...(limits.searchWorkers !== undefined ? { workers: limits.searchWorkers } : {}),
+    ...(limits.searchThreads !== undefined ? { threadsPerWorker: limits.searchThreads } : {}),
+    maxQueued: limits.searchQueueLength,
+    queueTimeoutMs: limits.searchQueueTimeoutMs,
+    logError,
+  });
+  const searches = new SearchService({ store, volumes, pool });
   /** Uploads hold a temp file of up to maxUploadBytes each until read. */
   const uploadLimiter = new Limiter('upload', 2, 4);
   const startedAt = Date.now();
@@ -262,10 +293,13 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/api/health', { schema: routeSchemas.health }, async () => ({ status: 'ok', uptimeS: (Date.now() - startedAt) / 1000 }));
+  app.get('/api/health', { schema: routeSchemas.health }, async (): Promise<HealthInfo> => {
+    const { workers, busy, queued, maxQueued } = pool.info();
+    return { status: 'ok', uptimeS: (Date.now() - startedAt) / 1000, searches: { workers, busy, queued, maxQueued } };
+  });
   app.get('/api/version', { schema: routeSchemas.version }, async () => ({ name: version.name, version: version.version, api: 1 }));
 
-  app.get('/api/index', { schema: routeSchemas.index }, async () => {
+  app.get('/api/index', { schema: routeSchemas.index }, async (): Promise<IndexInfo> => {
     const stats = store.stats();
     return {
       encoderId: store.encoderId,
@@ -276,6 +310,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
       windows: WINDOW_NAMES,
       canEmbedUploads: index.canOpenEncoder,
       limits: { maxUploadBytes: limits.maxUploadBytes },
+      display: { windows: WINDOW_PRESETS, colors: { query: QUERY_COLOR, match: MATCH_COLOR } },
     };
   });
 
@@ -341,7 +376,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     return reply.type('application/gzip').header('content-disposition', 'attachment; filename="query.nii.gz"').header('cache-control', 'private, max-age=3600').send(bytes);
   });
 
-  app.post<{ Body: SearchBody }>('/api/search', { schema: routeSchemas.search }, async (request) => searches.run(request.body));
+  app.post<{ Body: SearchBody }>('/api/search', { schema: routeSchemas.search }, async (request, reply) => searches.run(request.body, undefined, clientGone(reply.raw)));
 
   // Uploads live in their own scope: only these two routes accept multipart and raw volume bytes.
   await app.register(async (scope) => {
@@ -353,10 +388,10 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
       return reply.code(201).send(publicUpload(volumes.addUpload(volume)));
     });
 
-    scope.post<{ Querystring: SearchParams & { series?: string } }>('/api/search/upload', { schema: routeSchemas.searchUpload }, async (request) => {
+    scope.post<{ Querystring: SearchParams & { series?: string } }>('/api/search/upload', { schema: routeSchemas.searchUpload }, async (request, reply) => {
       const { series, ...params } = request.query;
       const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, series));
-      return searches.run(params, volumes.addUpload(volume, false));
+      return searches.run(params, volumes.addUpload(volume, false), clientGone(reply.raw));
     });
   });
 
@@ -370,7 +405,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   }
 
   app.addHook('onClose', async () => {
-    await searches.close();
+    await pool.close();
   });
   return app;
 }
@@ -395,8 +430,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       throw new ServerConfigError('TOKEN_FILE', `cannot keep the access token${code ? ` (${code})` : ''}: ${error instanceof Error ? error.message : String(error)}; give --token-file with a writable path`);
     }
   }
-  const openEncoder = options.openEncoder;
-  const index = await openIndex(options.dbDir, { readOnly: true, ...(openEncoder ? { openEncoder: () => openEncoder() } : {}) });
+  const index = await openIndex(options.dbDir, { readOnly: true });
   let app: FastifyInstance;
   try {
     app = await buildApp({ index, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options });

@@ -212,7 +212,21 @@ export const routeSchemas = {
     tags: ['service'],
     summary: 'Liveness (no token needed)',
     security: [],
-    response: { 200: { type: 'object', properties: { status: { type: 'string' }, uptimeS: { type: 'number' } }, required: ['status'] } },
+    response: {
+      200: {
+        type: 'object',
+        properties: {
+          status: { type: 'string' },
+          uptimeS: { type: 'number' },
+          searches: {
+            type: 'object',
+            description: 'search workers and their queue',
+            properties: { workers: { type: 'integer' }, busy: { type: 'integer' }, queued: { type: 'integer' }, maxQueued: { type: 'integer' } },
+          },
+        },
+        required: ['status'],
+      },
+    },
   },
   version: {
     tags: ['service'],
@@ -235,6 +249,21 @@ export const routeSchemas = {
           windows: { type: 'array', items: { type: 'string' } },
           canEmbedUploads: { type: 'boolean' },
           limits: { type: 'object', properties: { maxUploadBytes: { type: 'integer' } } },
+          display: {
+            type: 'object',
+            description: 'window presets and the colours of query and match, as the page draws them',
+            properties: {
+              windows: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { name: { type: 'string' }, title: { type: 'string' }, levelHu: { type: 'number' }, widthHu: { type: 'number' } },
+                  required: ['name', 'title', 'levelHu', 'widthHu'],
+                },
+              },
+              colors: { type: 'object', properties: { query: { type: 'array', items: { type: 'integer' } }, match: { type: 'array', items: { type: 'integer' } } } },
+            },
+          },
         },
       },
       ...errorResponses,

@@ -8,6 +8,7 @@ import { sliceZMm, type Vec3, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
 import type { Store, VolumeRecord } from '../store/types.js';
+import type * as Contract from '../api/contract.js';
 import { ApiError, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { ByteLru } from './lru.js';
@@ -21,26 +22,20 @@ const gzipAsync = promisify(gzip);
 
 export type WindowName = keyof typeof DISPLAY_WINDOWS;
 export const WINDOW_NAMES = Object.keys(DISPLAY_WINDOWS) as WindowName[];
+/** The presets as the page lists them. */
+export const WINDOW_PRESETS: Contract.WindowPreset[] = (
+  [
+    ['softTissue', 'soft tissue'],
+    ['lung', 'lung'],
+    ['bone', 'bone'],
+    ['brain', 'brain'],
+    ['liver', 'liver'],
+  ] as const satisfies readonly (readonly [WindowName, string])[]
+).map(([name, title]) => ({ name, title, ...DISPLAY_WINDOWS[name] }));
 export const PLANES: readonly Plane[] = ['axial', 'coronal', 'sagittal'];
 
-/** An indexed volume as the API shows it. No source path (folder names often carry patient names), no
- * full study date (a date of care is an identifier under HIPAA; the year is not). */
-export interface PublicVolume {
-  volumeId: string;
-  dims: Vec3;
-  spacingMm: Vec3;
-  affineRas: number[];
-  /** Patient z (mm) of the centres of the first (most inferior) and last canonical slice. */
-  zRangeMm: [number, number];
-  modality: string;
-  bodyPart?: string;
-  studyYear?: number;
-  seriesKey?: string;
-  labels: Record<string, string | number>;
-  /** Slices with a vector in the index (fewer than dims[2] when indexed every few mm). */
-  embeddedSlices: number;
-  addedAt: string;
-}
+/** An indexed volume as the API shows it (see the contract for what is left out, and why). */
+export type PublicVolume = Contract.PublicVolume;
 
 function zRangeOf(geometry: { dims: Vec3; affineRas: number[] }): [number, number] {
   const volume = { dims: geometry.dims, affineRas: geometry.affineRas } as Volume;
@@ -156,6 +151,16 @@ export interface UploadedVolume {
   createdAt: string;
 }
 
+/** The voxels moved into shared memory once, so each search of the upload hands a search worker a
+ * view of them instead of a copy (a CT is 50–500 MB). */
+function withSharedVoxels(volume: Volume): Volume {
+  if (volume.data.buffer instanceof SharedArrayBuffer) return volume;
+  const shared = new SharedArrayBuffer(volume.data.byteLength);
+  const data = volume.data instanceof Int16Array ? new Int16Array(shared) : new Float32Array(shared);
+  data.set(volume.data);
+  return { ...volume, data };
+}
+
 export const UPLOAD_ID_PATTERN = '^u[0-9a-f]{24}$';
 
 export class VolumeService {
@@ -235,7 +240,7 @@ export class VolumeService {
     const record = this.store.findByContent(canonicalInt16Sha256(volume));
     const upload: UploadedVolume = {
       uploadId: `u${randomBytes(12).toString('hex')}`,
-      volume,
+      volume: withSharedVoxels(volume),
       ...(record ? { record } : {}),
       embedded: new Map(),
       createdAt: new Date().toISOString(),
@@ -261,17 +266,7 @@ export class VolumeService {
 }
 
 /** What the API says about an uploaded volume. */
-export interface PublicUpload {
-  uploadId: string;
-  dims: Vec3;
-  spacingMm: Vec3;
-  affineRas: number[];
-  zRangeMm: [number, number];
-  modality: string;
-  /** The indexed volume with the same voxels, when there is one. */
-  indexedAs?: string;
-  createdAt: string;
-}
+export type PublicUpload = Contract.PublicUpload;
 
 export function publicUpload(upload: UploadedVolume): PublicUpload {
   const { volume } = upload;

@@ -5,64 +5,18 @@
  * would end up in logs and history).
  */
 
-export interface IndexInfo {
-  encoderId: string;
-  dim: number;
-  volumes: number;
-  slices: number;
-  methods: string[];
-  windows: string[];
-  canEmbedUploads: boolean;
-  limits: { maxUploadBytes: number };
-}
-
-export interface VolumeInfo {
-  volumeId: string;
-  dims: [number, number, number];
-  spacingMm: [number, number, number];
-  affineRas: number[];
-  zRangeMm: [number, number];
-  modality: string;
-  bodyPart?: string;
-  labels: Record<string, string | number>;
-  embeddedSlices: number;
-}
-
-export interface UploadInfo {
-  uploadId: string;
-  dims: [number, number, number];
-  spacingMm: [number, number, number];
-  affineRas: number[];
-  zRangeMm: [number, number];
-  modality: string;
-  indexedAs?: string;
-}
-
-export interface SliceMatch {
-  querySlice: number;
-  targetSlice: number;
-  similarity: number;
-}
-
-export interface SearchResultInfo {
-  rank: number;
-  volumeId: string;
-  score: number;
-  region?: { firstSlice: number; lastSlice: number; zStartMm: number; zEndMm: number };
-  middleMatch?: SliceMatch;
-  matchCount: number;
-  labels: Record<string, string | number>;
-  dims: [number, number, number];
-  spacingMm: [number, number, number];
-  modality: string;
-}
-
-export interface SearchResponse {
-  query: { volumeId?: string; uploadId?: string; sliceCount: number; firstSlice: number; lastSlice: number; zStartMm?: number; zEndMm?: number; reusedStoredVectors: boolean };
-  options: Record<string, string | number>;
-  timings: { queryMs: number; searchMs: number };
-  results: SearchResultInfo[];
-}
+export type {
+  ApiSearchResult as SearchResultInfo,
+  IndexInfo,
+  PublicUpload as UploadInfo,
+  PublicVolume as VolumeInfo,
+  SearchBody,
+  SearchResponse,
+  SliceMatchInfo as SliceMatch,
+  VolumeList,
+  WindowPreset,
+} from '../api/contract.js';
+import type { ApiErrorBody } from '../api/contract.js';
 
 export class ApiCallError extends Error {
   constructor(
@@ -110,7 +64,7 @@ async function failure(response: Response): Promise<ApiCallError> {
   let code = `HTTP_${response.status}`;
   let message = response.statusText || 'request failed';
   try {
-    const body = (await response.json()) as { error?: { code?: string; message?: string } };
+    const body = (await response.json()) as Partial<ApiErrorBody>;
     code = body.error?.code ?? code;
     message = body.error?.message ?? message;
   } catch {
@@ -127,8 +81,38 @@ export async function call<T>(path: string, init: RequestInit = {}): Promise<T> 
   return (await response.json()) as T;
 }
 
-export function postJson<T>(path: string, body: unknown): Promise<T> {
-  return call<T>(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+export function postJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+  return call<T>(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), ...(signal ? { signal } : {}) });
+}
+
+/** True for the rejection of a request the user cancelled. */
+export function isAbort(error: unknown): boolean {
+  return error instanceof DOMException && error.name === 'AbortError';
+}
+
+/** POSTs a file as multipart with upload progress (fetch cannot report it; XMLHttpRequest can). */
+export function uploadWithProgress<T>(path: string, file: File, onProgress: (sentFraction: number) => void, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open('POST', path);
+    for (const [name, value] of Object.entries(authHeaders())) request.setRequestHeader(name, value);
+    request.responseType = 'text';
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / Math.max(1, event.total));
+    };
+    request.upload.onload = () => onProgress(1);
+    request.onerror = () => reject(new ApiCallError(0, 'NETWORK', 'the upload did not reach the server'));
+    request.onabort = () => reject(new DOMException('upload cancelled', 'AbortError'));
+    request.onload = () => {
+      const response = new Response(request.responseText, { status: request.status, statusText: request.statusText, headers: { 'content-type': 'application/json' } });
+      if (request.status >= 200 && request.status < 300) resolve(JSON.parse(request.responseText) as T);
+      else void failure(response).then(reject);
+    };
+    signal?.addEventListener('abort', () => request.abort(), { once: true });
+    const form = new FormData();
+    form.append('file', file);
+    request.send(form);
+  });
 }
 
 /** Blob URLs of fetched pictures, kept for reuse and revoked when too many pile up. */

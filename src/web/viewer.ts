@@ -1,53 +1,32 @@
+import type { Niivue } from '@niivue/niivue';
 import { authHeaders, picture, query } from './api.js';
+import type { Alignment } from './alignment.js';
+import type { DisplayWindow } from './display.js';
 
 /**
- * The slice viewer: query and result side by side in NiiVue (WebGL2), each opened at its region with
- * the region tinted (a label overlay built in the browser from the volume itself: slices first..last
- * set to 1). Where WebGL2 is unavailable, server-rendered pictures stand in, so the page still works.
+ * The result viewer: the query and one result side by side, each an axial slice (NiiVue on WebGL2,
+ * server-rendered pictures where WebGL2 is missing) beside a coronal overview with its region outlined
+ * and the current slice marked. The viewer owns both panes and keeps them in step along the found
+ * alignment: scroll either (wheel, ↑/↓, a click on the overview) and the other shows the slice matched
+ * to it. Each pane says its slice number and z, and whether the slice lies in its region; the region is
+ * outlined, never tinted over the picture. The page's display window applies to both.
  */
 
-export interface ViewTarget {
-  /** Heading for people, e.g. "Query: v12ab… slices 40–100". */
+export interface PaneTarget {
+  role: 'query' | 'match';
+  /** Heading for people, e.g. "Query: liver case 12, slices 40–100". */
   title: string;
   /** API path of the volume's gzipped NIfTI. */
   niftiPath: string;
-  /** API path of its thumbnail (for the fallback). */
+  /** API path of its thumbnail route. */
   thumbnailPath: string;
   dims: [number, number, number];
   affineRas: number[];
+  /** The query slab or the matched region, inclusive canonical slices. */
   band: { first: number; last: number };
-  tint: 'query' | 'match';
 }
 
-/** What we use of NiiVue's API (its bundle is loaded at run time from /vendor, not type-checked here). */
-interface NvImage {
-  img?: ArrayLike<number> & { [index: number]: number; length: number };
-  colormap: string;
-  opacity: number;
-  cal_min: number;
-  cal_max: number;
-  clone(): NvImage;
-  zeroImage(): void;
-}
-
-interface NiivueInstance {
-  volumes: NvImage[];
-  scene: { crosshairPos: ArrayLike<number> };
-  sliceTypeMultiplanar: number;
-  attachToCanvas(canvas: HTMLCanvasElement): Promise<unknown>;
-  loadVolumes(list: { url: string; headers?: Record<string, string>; cal_min?: number; cal_max?: number; name?: string }[]): Promise<unknown>;
-  addVolume(volume: NvImage): void;
-  setSliceType(type: number): unknown;
-  addColormap(key: string, map: { R: number[]; G: number[]; B: number[]; A: number[]; I: number[] }): void;
-  mm2frac(mm: number[]): ArrayLike<number>;
-  updateGLVolume(): void;
-  drawScene(): unknown;
-  cleanup?(): void;
-}
-
-interface NiivueModule {
-  Niivue: new (options: Record<string, unknown>) => NiivueInstance;
-}
+type NiivueModule = typeof import('@niivue/niivue');
 
 const NIIVUE_URL = '/vendor/niivue/index.js';
 let niivue: Promise<NiivueModule> | undefined;
@@ -60,91 +39,253 @@ export function hasWebGl2(): boolean {
   }
 }
 
-/** Soft-tissue window (level 40, width 400 HU), as the thumbnails. */
-const CAL_MIN_HU = -160;
-const CAL_MAX_HU = 240;
-
-function affineApply(affine: number[], ijk: [number, number, number]): number[] {
+function affineApply(affine: number[], ijk: [number, number, number]): [number, number, number] {
   const [i, j, k] = ijk;
-  return [0, 1, 2].map((row) => affine[row * 4] * i + affine[row * 4 + 1] * j + affine[row * 4 + 2] * k + affine[row * 4 + 3]);
+  const row = (r: number): number => affine[r * 4] * i + affine[r * 4 + 1] * j + affine[r * 4 + 2] * k + affine[r * 4 + 3];
+  return [row(0), row(1), row(2)];
 }
 
-export interface ViewerPane {
-  element: HTMLElement;
-  close(): void;
+export function sliceZ(affine: number[], dims: [number, number, number], k: number): number {
+  return affineApply(affine, [(dims[0] - 1) / 2, (dims[1] - 1) / 2, k])[2];
 }
 
-async function niivuePane(container: HTMLElement, target: ViewTarget): Promise<ViewerPane> {
-  niivue ??= import(NIIVUE_URL as string) as Promise<NiivueModule>;
-  const { Niivue } = await niivue;
-  const canvas = document.createElement('canvas');
-  canvas.className = 'viewer-canvas';
-  canvas.setAttribute('role', 'img');
-  canvas.setAttribute('aria-label', `${target.title}: axial, coronal and sagittal slices through the region`);
-  container.append(canvas);
-  const nv = new Niivue({
-    backColor: [0.06, 0.07, 0.09, 1],
-    crosshairColor: target.tint === 'query' ? [0.24, 0.55, 1, 1] : [1, 0.59, 0.12, 1],
-    show3Dcrosshair: false,
-    dragAndDropEnabled: false,
-    isResizeCanvas: true,
-    loadingText: 'loading...',
-    // Three slice views only: a 3D rendering of a slab overlay hides the anatomy rather than showing it.
-    multiplanarShowRender: 0,
-  });
-  await nv.attachToCanvas(canvas);
-  nv.setSliceType(nv.sliceTypeMultiplanar);
-  await nv.loadVolumes([{ url: target.niftiPath, headers: authHeaders(), cal_min: CAL_MIN_HU, cal_max: CAL_MAX_HU, name: 'volume.nii.gz' }]);
-  const base = nv.volumes[0];
-  const overlay = base.clone();
-  overlay.zeroImage();
-  const [nx, ny] = target.dims;
-  const img = overlay.img;
-  // Stored order is the canonical grid (k slowest), as the server writes it: a slab is one run.
-  if (img) for (let p = target.band.first * nx * ny; p < (target.band.last + 1) * nx * ny && p < img.length; p++) img[p] = 1;
-  // The same colours as the thumbnails' bands (query blue, match orange).
-  const [r, g, b] = target.tint === 'query' ? [60, 140, 255] : [255, 150, 30];
-  nv.addColormap('mir3d-band', { R: [0, r], G: [0, g], B: [0, b], A: [0, 255], I: [0, 255] });
-  overlay.colormap = 'mir3d-band';
-  overlay.cal_min = 0.5;
-  overlay.cal_max = 1;
-  overlay.opacity = 0.3;
-  nv.addVolume(overlay);
-  const middleK = (target.band.first + target.band.last) / 2;
-  const mm = affineApply(target.affineRas, [(target.dims[0] - 1) / 2, (target.dims[1] - 1) / 2, middleK]);
-  nv.scene.crosshairPos = nv.mm2frac(mm);
-  nv.updateGLVolume();
-  nv.drawScene();
-  canvas.dataset.ready = 'true';
-  return {
-    element: canvas,
-    close: () => {
-      nv.cleanup?.();
-      canvas.getContext('webgl2')?.getExtension('WEBGL_lose_context')?.loseContext();
-      canvas.remove();
-    },
-  };
-}
+/** One side of the viewer. */
+class SlicePane {
+  slice = 0;
+  private nv: Niivue | undefined;
+  private fallback: HTMLImageElement | undefined;
+  private window: DisplayWindow;
+  private readonly stage: HTMLElement;
+  private readonly caption: HTMLElement;
+  private readonly overview: HTMLElement;
+  private readonly marker: HTMLElement;
+  private closed = false;
 
-async function picturePane(container: HTMLElement, target: ViewTarget): Promise<ViewerPane> {
-  const img = document.createElement('img');
-  img.className = 'viewer-fallback';
-  img.alt = `${target.title}: coronal view with the region tinted`;
-  img.src = await picture(target.thumbnailPath + query({ plane: 'coronal', bandFirst: target.band.first, bandLast: target.band.last, tint: target.tint, maxPx: 768 }));
-  container.append(img);
-  return { element: img, close: () => img.remove() };
-}
-
-/** Opens one pane in `container`: NiiVue when it can, else a still picture. */
-export async function openPane(container: HTMLElement, target: ViewTarget, onNote: (text: string) => void): Promise<ViewerPane> {
-  if (hasWebGl2()) {
-    try {
-      return await niivuePane(container, target);
-    } catch (error) {
-      onNote(`The 3D viewer could not start (${error instanceof Error ? error.message : String(error)}); showing pictures instead.`);
-    }
-  } else {
-    onNote('This browser has no WebGL2: showing pictures instead of the slice viewer.');
+  constructor(
+    readonly container: HTMLElement,
+    readonly target: PaneTarget,
+    window: DisplayWindow,
+    private readonly windowQuery: () => Record<string, string | number | undefined>,
+    private readonly onUserSlice: (k: number) => void,
+  ) {
+    this.window = window;
+    container.replaceChildren();
+    container.dataset.role = target.role;
+    this.stage = document.createElement('div');
+    this.stage.className = 'pane-stage';
+    this.caption = document.createElement('p');
+    this.caption.className = 'pane-caption';
+    this.caption.setAttribute('aria-live', 'polite');
+    this.overview = document.createElement('div');
+    this.overview.className = 'pane-overview stack';
+    this.overview.title = 'Coronal overview: click to go to a slice';
+    const overviewImage = document.createElement('img');
+    overviewImage.alt = `${target.title}: coronal overview, region outlined`;
+    overviewImage.draggable = false;
+    const box = document.createElement('div');
+    box.className = `region-outline region-${target.role}`;
+    const n = target.dims[2];
+    box.style.top = `${((n - 1 - target.band.last) / n) * 100}%`;
+    box.style.height = `${((target.band.last - target.band.first + 1) / n) * 100}%`;
+    box.dataset.firstSlice = String(target.band.first);
+    box.dataset.lastSlice = String(target.band.last);
+    this.marker = document.createElement('div');
+    this.marker.className = 'slice-marker';
+    this.overview.append(overviewImage, box, this.marker);
+    const body = document.createElement('div');
+    body.className = 'pane-body';
+    body.append(this.stage, this.overview);
+    container.append(this.caption, body);
+    this.overview.addEventListener('click', (event) => {
+      const rect = overviewImage.getBoundingClientRect();
+      const fraction = (event.clientY - rect.top) / Math.max(1, rect.height);
+      this.onUserSlice(Math.min(n - 1, Math.max(0, n - 1 - Math.floor(fraction * n))));
+    });
+    // The wheel scrolls slices here (up = superior), not the page, and not NiiVue's own handler.
+    container.addEventListener(
+      'wheel',
+      (event) => {
+        event.preventDefault();
+        event.stopPropagation();
+        if (event.deltaY !== 0) this.onUserSlice(this.slice + (event.deltaY < 0 ? 1 : -1));
+      },
+      { passive: false, capture: true },
+    );
+    void this.refreshOverview();
   }
-  return picturePane(container, target);
+
+  async open(onNote: (text: string) => void, initialSlice: number): Promise<void> {
+    this.slice = initialSlice;
+    if (hasWebGl2()) {
+      try {
+        await this.openNiivue();
+      } catch (error) {
+        onNote(`The slice viewer could not start WebGL (${error instanceof Error ? error.message : String(error)}); showing pictures instead.`);
+      }
+    } else {
+      onNote('This browser has no WebGL2: showing server-rendered slices instead.');
+    }
+    if (!this.nv && !this.closed) {
+      this.fallback = document.createElement('img');
+      this.fallback.className = 'viewer-fallback';
+      this.stage.append(this.fallback);
+    }
+    this.show(initialSlice);
+    this.container.dataset.ready = 'true';
+  }
+
+  private async openNiivue(): Promise<void> {
+    niivue ??= import(NIIVUE_URL as string) as Promise<NiivueModule>;
+    const { Niivue: NiivueClass, DRAG_MODE } = await niivue;
+    const canvas = document.createElement('canvas');
+    canvas.className = 'viewer-canvas';
+    canvas.setAttribute('role', 'img');
+    canvas.setAttribute('aria-label', `${this.target.title}: axial slice`);
+    this.stage.append(canvas);
+    const nv = new NiivueClass({
+      backColor: [0, 0, 0, 1],
+      show3Dcrosshair: false,
+      crosshairWidth: 0,
+      dragAndDropEnabled: false,
+      isResizeCanvas: true,
+      loadingText: 'loading…',
+      // Slices are chosen by this viewer (wheel, keys, overview); NiiVue only draws.
+      dragMode: DRAG_MODE.none,
+      isOrientationTextVisible: true,
+    });
+    await nv.attachToCanvas(canvas);
+    nv.setSliceType(nv.sliceTypeAxial);
+    const { low, high } = bounds(this.window);
+    await nv.loadVolumes([{ url: this.target.niftiPath, headers: authHeaders(), cal_min: low, cal_max: high, name: 'volume.nii.gz' }]);
+    if (this.closed) {
+      nv.cleanup?.();
+      return;
+    }
+    this.nv = nv;
+  }
+
+  /** Shows slice k (clamped) and returns it. */
+  show(k: number): number {
+    const n = this.target.dims[2];
+    this.slice = Math.min(n - 1, Math.max(0, Math.round(k)));
+    const inRegion = this.slice >= this.target.band.first && this.slice <= this.target.band.last;
+    this.container.dataset.slice = String(this.slice);
+    this.container.classList.toggle('in-region', inRegion);
+    this.marker.style.top = `${((n - 1 - this.slice + 0.5) / n) * 100}%`;
+    const z = sliceZ(this.target.affineRas, this.target.dims, this.slice);
+    const where = this.target.role === 'query' ? 'in the query slab' : 'in the matched region';
+    this.caption.textContent = `slice ${this.slice} of ${n - 1} · z ${z.toFixed(1)} mm${inRegion ? ` · ${where}` : ''}`;
+    if (this.nv) {
+      const { dims, affineRas } = this.target;
+      this.nv.scene.crosshairPos = this.nv.mm2frac(affineApply(affineRas, [(dims[0] - 1) / 2, (dims[1] - 1) / 2, this.slice]));
+      this.nv.drawScene();
+    } else if (this.fallback) {
+      const wanted = this.slice;
+      void picture(this.target.thumbnailPath + query({ plane: 'axial', index: wanted, maxPx: 512, ...this.windowQuery() })).then((url) => {
+        if (this.fallback && this.slice === wanted) this.fallback.src = url;
+      });
+    }
+    return this.slice;
+  }
+
+  setWindow(window: DisplayWindow, settled: boolean): void {
+    this.window = window;
+    if (this.nv) {
+      const volume = this.nv.volumes[0];
+      if (volume) {
+        const { low, high } = bounds(window);
+        volume.cal_min = low;
+        volume.cal_max = high;
+        this.nv.updateGLVolume();
+      }
+    }
+    if (settled) {
+      if (this.fallback) this.show(this.slice);
+      void this.refreshOverview();
+    }
+  }
+
+  private async refreshOverview(): Promise<void> {
+    const image = this.overview.querySelector('img');
+    if (!image) return;
+    try {
+      image.src = await picture(this.target.thumbnailPath + query({ plane: 'coronal', maxPx: 384, ...this.windowQuery() }));
+    } catch {
+      image.alt = 'overview unavailable';
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.nv) {
+      const canvas = this.nv.canvas;
+      this.nv.cleanup?.();
+      canvas?.getContext('webgl2')?.getExtension('WEBGL_lose_context')?.loseContext();
+    }
+    this.nv = undefined;
+    this.container.replaceChildren();
+    delete this.container.dataset.ready;
+  }
+}
+
+function bounds(window: DisplayWindow): { low: number; high: number } {
+  return { low: window.levelHu - window.widthHu / 2, high: window.levelHu + window.widthHu / 2 };
+}
+
+/** Both panes, kept in step. */
+export class ResultViewer {
+  private query: SlicePane | undefined;
+  private result: SlicePane | undefined;
+  private alignment: Alignment | undefined;
+
+  /** Opens the query and a result at `start` (a query slice and the result slice it matched). */
+  async open(
+    panes: { query: HTMLElement; result: HTMLElement },
+    targets: { query: PaneTarget; result: PaneTarget },
+    alignment: Alignment,
+    start: { querySlice: number; targetSlice: number },
+    window: DisplayWindow,
+    windowQuery: () => Record<string, string | number | undefined>,
+    onNote: (text: string) => void,
+  ): Promise<void> {
+    this.close();
+    this.alignment = alignment;
+    this.query = new SlicePane(panes.query, targets.query, window, windowQuery, (k) => this.scrollQuery(k));
+    this.result = new SlicePane(panes.result, targets.result, window, windowQuery, (k) => this.scrollResult(k));
+    await Promise.all([this.query.open(onNote, start.querySlice), this.result.open(onNote, start.targetSlice)]);
+  }
+
+  get isOpen(): boolean {
+    return this.query !== undefined;
+  }
+
+  /** Moves the query by `delta` slices; the result follows the alignment. */
+  step(delta: number): void {
+    if (this.query) this.scrollQuery(this.query.slice + delta);
+  }
+
+  scrollQuery(k: number): void {
+    if (!this.query || !this.result || !this.alignment) return;
+    const shown = this.query.show(k);
+    this.result.show(this.alignment.toTarget(shown));
+  }
+
+  scrollResult(k: number): void {
+    if (!this.query || !this.result || !this.alignment) return;
+    const shown = this.result.show(k);
+    this.query.show(this.alignment.toQuery(shown));
+  }
+
+  setWindow(window: DisplayWindow, settled: boolean): void {
+    this.query?.setWindow(window, settled);
+    this.result?.setWindow(window, settled);
+  }
+
+  close(): void {
+    this.query?.close();
+    this.result?.close();
+    this.query = undefined;
+    this.result = undefined;
+    this.alignment = undefined;
+  }
 }

@@ -1,0 +1,194 @@
+/**
+ * The HTTP API's contract, as types only: what `src/server/` sends and `src/web/` reads. Both compile
+ * against this one file (the page with its own tsconfig, which includes it), so a field renamed on one
+ * side fails the build of the other. It imports nothing, so the browser build pulls in no Node code, and
+ * it has no values: the JSON schemas in `server/schemas.ts` stay the run-time check, and the server
+ * asserts at compile time that its library types are the ones named here.
+ */
+
+export type SliceMethodName = 'slice-count' | 'slice-sum' | 'slice-max';
+export type VolumeMethodName = 'volume-mean' | 'volume-median' | 'volume-max' | 'volume-std';
+export type FirstStageMethodName = SliceMethodName | VolumeMethodName;
+export type SearchMethodName = FirstStageMethodName | 'rerank';
+export type FusionMethodName = 'interleave' | 'rrf';
+export type Vec3 = [number, number, number];
+export type Rgb = [number, number, number];
+export type Labels = Record<string, string | number>;
+
+/** Every refusal: a stable code and one line for people. */
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+/** Search parameters, the same for a JSON body and an upload's query string (names as in `mir3d search`). */
+export interface SearchParams {
+  method?: SearchMethodName;
+  firstStage?: FirstStageMethodName;
+  k?: number;
+  candidates?: number;
+  top?: number;
+  mode?: 'exact' | 'approximate';
+  /** Query range: at most one of a slice range, an mm range, one slice. */
+  firstSlice?: number;
+  lastSlice?: number;
+  zStartMm?: number;
+  zEndMm?: number;
+  slice?: number;
+  modality?: string[];
+  bodyPart?: string[];
+  /** Label filters, `key=value` (numbers compare as numbers). */
+  where?: string[];
+  exclude?: string[];
+  includeSelf?: boolean;
+  fuse?: SearchMethodName;
+  fusion?: FusionMethodName;
+  localization?: 'consistent' | 'extent';
+  /** Return every slice match (large for whole-volume queries); default false. */
+  matches?: boolean;
+}
+
+/** POST /api/search: the query is an indexed volume or a kept upload. */
+export interface SearchBody extends SearchParams {
+  volumeId?: string;
+  uploadId?: string;
+}
+
+export interface QueryInfo {
+  volumeId?: string;
+  uploadId?: string;
+  /** Query slices (canonical) and the span they cover. */
+  sliceCount: number;
+  firstSlice: number;
+  lastSlice: number;
+  zStartMm?: number;
+  zEndMm?: number;
+  reusedStoredVectors: boolean;
+}
+
+export interface SliceMatchInfo {
+  /** Canonical slice index in the query volume. */
+  querySlice: number;
+  /** Canonical slice index in the retrieved volume. */
+  targetSlice: number;
+  /** Cosine of the two slices' vectors. */
+  similarity: number;
+}
+
+export interface RegionInfo {
+  firstSlice: number;
+  lastSlice: number;
+  zStartMm: number;
+  zEndMm: number;
+}
+
+export interface ApiSearchResult {
+  rank: number;
+  volumeId: string;
+  score: number;
+  /** Where the match lies in this volume. */
+  region?: RegionInfo;
+  /** The match of the query slice nearest the middle of the query: the axial slice to show beside it. */
+  middleMatch?: SliceMatchInfo;
+  matchCount: number;
+  /** Every slice match (with `matches: true` in the request). */
+  matches?: SliceMatchInfo[];
+  labels: Labels;
+  dims: Vec3;
+  spacingMm: Vec3;
+  modality: string;
+}
+
+export interface SearchOptionsInfo {
+  method: SearchMethodName;
+  firstStage?: FirstStageMethodName;
+  k?: number;
+  candidates?: number;
+  top?: number;
+  mode: 'exact' | 'approximate';
+  fuse?: SearchMethodName;
+  fusion?: FusionMethodName;
+}
+
+export interface SearchResponse {
+  query: QueryInfo;
+  options: SearchOptionsInfo;
+  timings: { queryMs: number; searchMs: number };
+  results: ApiSearchResult[];
+}
+
+/** An indexed volume as the API shows it. No source path (folder names often carry patient names), no
+ * full study date (a date of care is an identifier under HIPAA; the year is not). */
+export interface PublicVolume {
+  volumeId: string;
+  dims: Vec3;
+  spacingMm: Vec3;
+  /** Canonical voxel → RAS+ mm, row-major 4×4. */
+  affineRas: number[];
+  /** Patient z (mm) of the centres of the first (most inferior) and last canonical slice. */
+  zRangeMm: [number, number];
+  modality: string;
+  bodyPart?: string;
+  studyYear?: number;
+  seriesKey?: string;
+  labels: Labels;
+  /** Slices with a vector in the index (fewer than dims[2] when indexed every few mm). */
+  embeddedSlices: number;
+  addedAt: string;
+}
+
+export interface VolumeList {
+  total: number;
+  offset: number;
+  limit: number;
+  volumes: PublicVolume[];
+}
+
+/** What the API says about an uploaded volume. */
+export interface PublicUpload {
+  uploadId: string;
+  dims: Vec3;
+  spacingMm: Vec3;
+  affineRas: number[];
+  zRangeMm: [number, number];
+  modality: string;
+  /** The indexed volume with the same voxels, when there is one. */
+  indexedAs?: string;
+  createdAt: string;
+}
+
+/** A display window preset (thumbnails and viewer alike). */
+export interface WindowPreset {
+  name: string;
+  /** For people: "soft tissue", "lung" … */
+  title: string;
+  levelHu: number;
+  widthHu: number;
+}
+
+export interface IndexInfo {
+  encoderId: string;
+  dim: number;
+  volumes: number;
+  slices: number;
+  methods: SearchMethodName[];
+  /** Names of the window presets (as `window=` of the thumbnail routes). */
+  windows: string[];
+  canEmbedUploads: boolean;
+  limits: { maxUploadBytes: number };
+  /** How the page draws: window presets and the colours of query and match. */
+  display: { windows: WindowPreset[]; colors: { query: Rgb; match: Rgb } };
+}
+
+/** Search workers and their queue (GET /api/health). */
+export interface SearchQueueInfo {
+  workers: number;
+  busy: number;
+  queued: number;
+  maxQueued: number;
+}
+
+export interface HealthInfo {
+  status: string;
+  uptimeS: number;
+  searches?: SearchQueueInfo;
+}

@@ -1,0 +1,57 @@
+import type { SearchResponse } from './api.js';
+
+/**
+ * Words for people: a volume's name from its labels (the id is a pseudonymous hash, shown second), and
+ * what a result's score means for the method that produced it.
+ */
+
+/** Label keys that name a scan, best first (label files often carry a case name or a description). */
+const NAME_KEYS = ['name', 'title', 'case', 'case_id', 'description', 'series', 'study', 'phantom', 'dataset'];
+/** Labels worth a word in the one-line description. */
+const DETAIL_KEYS = ['organ', 'coverage', 'region', 'body_part', 'cancer_flag', 'lesion_group'];
+
+interface Describable {
+  volumeId: string;
+  labels: Record<string, string | number>;
+  modality: string;
+  dims: [number, number, number];
+  bodyPart?: string;
+}
+
+export function describeVolume(volume: Describable): { name: string; detail: string } {
+  const labels = volume.labels;
+  const key = NAME_KEYS.find((k) => labels[k] !== undefined && String(labels[k]).trim() !== '');
+  const kind = [volume.modality !== 'unknown' ? volume.modality : 'scan', volume.bodyPart?.toLowerCase()].filter(Boolean).join(' ');
+  const name = key ? String(labels[key]) : `${kind}, ${volume.dims[2]} slices`;
+  const details = DETAIL_KEYS.filter((k) => labels[k] !== undefined).map((k) => `${k.replace(/_/g, ' ')} ${labels[k]}`);
+  const detail = [...(key ? [kind, `${volume.dims[2]} slices`] : []), ...details].join(' · ');
+  return { name, detail: detail || kind };
+}
+
+const POOLING_WORDS: Record<string, string> = { 'volume-mean': 'mean', 'volume-median': 'median', 'volume-max': 'maximum', 'volume-std': 'standard deviation' };
+
+/** One sentence on what the scores of this answer mean. */
+export function scoreMeaning(options: SearchResponse['options'], querySlices: number): string {
+  const k = options.k ?? 20;
+  const one = (method: string): string => {
+    switch (method) {
+      case 'rerank':
+        return `the mean, over the ${querySlices} query slice${querySlices === 1 ? '' : 's'}, of each one's best cosine similarity to a slice of that scan (1 = identical; C-MIR late interaction)`;
+      case 'slice-count':
+        return `how many of the query slices' ${k} nearest indexed slices lie in that scan (ties broken by their summed similarity)`;
+      case 'slice-sum':
+        return `the summed cosine similarity of the query slices' nearest-slice hits in that scan (of ${k} per query slice)`;
+      case 'slice-max':
+        return 'the highest cosine similarity of any single slice of that scan to a query slice (1 = identical)';
+      default:
+        return POOLING_WORDS[method]
+          ? `the cosine similarity of the two scans' ${POOLING_WORDS[method]}-pooled slice vectors (1 = identical)`
+          : `the ${method} score`;
+    }
+  };
+  if (options.fuse) {
+    const how = options.fusion === 'interleave' ? 'interleaving' : 'reciprocal-rank fusion';
+    return `Scores: ${how} of ${options.method} and ${options.fuse}; higher means ranked higher by both lists, not a similarity.`;
+  }
+  return `Score: ${one(options.method)}. Scores rank the scans for this query; compare them within one list, not across queries.`;
+}
