@@ -20,13 +20,12 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { maxSimilarityPerSegment } from '../src/compute/max-sim.js';
 import { computeSessions } from '../src/compute/runtime.js';
 import { openStore, type ApproximateIndexCalibration, type SliceHit, type Store } from '../src/store/index.js';
-import { HnswIndex } from '../src/store/usearch.js';
 import { SliceLikeGenerator } from '../test/helpers/vectors.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -272,29 +271,20 @@ async function searchCase(c: Extract<Case, { kind: 'search' }>): Promise<SearchR
     store.close();
     result.peakRssMB = peakRssMB();
     if (c.hnsw && c.data === 'slice-like' && EF_SWEEP.length > 0) {
-      // The saved graph, memory-mapped once (a reopened Store would load a private copy), searched at each ef.
-      const sidecar = JSON.parse(readFileSync(join(dir, 'ann.json'), 'utf8')) as { file: string; nextKey: number; volumes: Array<[number, number, number]> };
-      // usearch key → row of the raw data (store volume keys are 1, 2, … in insertion order).
-      const rowOfKey = new Int32Array(sidecar.nextKey).fill(-1);
-      for (const [volumeKey, rows, base] of sidecar.volumes) for (let o = 0; o < rows; o++) rowOfKey[base + o] = (volumeKey - 1) * SLICES_PER_VOLUME + o;
+      // The saved graph through a read-only store, which memory-maps it (as search workers do), searched at each ef.
       result.efSweep = [];
-      const graph = new HnswIndex({ dim: c.dim, ...HNSW });
-      graph.view(join(dir, sidecar.file));
-      const threads = availableParallelism();
+      const reader = openStore(dir, { readOnly: true, hnsw: HNSW, exactBelowSlices: 0 });
+      await reader.searchSlices(queries.subarray(0, c.dim), { k: K, mode: 'approximate' });
       for (const ef of EF_SWEEP) {
-        // Nearly the Store's approximate path: search, then key → row mapping.
-        const search = async (): Promise<number[][]> => {
-          const found = graph.search(queries, K, threads, ef);
-          return Array.from({ length: QUERY_ROWS }, (_, q) => Array.from({ length: found.counts[q] }, (_, i) => rowOfKey[Number(found.keys[q * K + i])]));
-        };
-        const approx = await timeRuns(3 * RUNS, search);
+        const approx = await timeRuns(3 * RUNS, () => reader.searchSlices(queries, { k: K, mode: 'approximate', ef }));
         let found = 0;
-        approx.last.forEach((rows, q) => {
+        approx.last.forEach((list, q) => {
           const truth = new Set(exact.last[q].map(rowOf));
-          for (const row of rows) if (truth.has(row)) found++;
+          for (const h of list) if (truth.has(rowOf(h))) found++;
         });
         result.efSweep.push({ ef, ms: approx.ms, recall: found / (QUERY_ROWS * K) });
       }
+      reader.close();
     }
     return result;
   } finally {

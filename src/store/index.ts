@@ -7,6 +7,7 @@ export { StoreError, isStoreError, type StoreErrorCode } from './errors.js';
 export { poolAll, poolVectors } from './pooling.js';
 export { compileFilter, isEmptyFilter } from './filter.js';
 export { checkArtifactKey, checkJson, checkStateKey } from './artifacts.js';
+export { checkEf, checkPooling, checkQueries, checkVolume } from './validate.js';
 export { indexExists, type EmbeddedStore, type HnswOptions, type OpenStoreOptions } from './embedded.js';
 
 /**

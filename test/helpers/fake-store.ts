@@ -4,7 +4,7 @@
  * for. A test double only; it passes the same contract suite as the embedded store
  * (test/store-contract.test.ts), which is also what keeps it honest.
  */
-import { checkArtifactKey, checkJson, checkStateKey, compileFilter, poolVectors, StoreError } from '../../src/store/index.js';
+import { checkArtifactKey, checkEf, checkJson, checkQueries, checkStateKey, compileFilter, poolVectors, StoreError } from '../../src/store/index.js';
 import { createHash } from 'node:crypto';
 import type {
   AddVolumeOptions,
@@ -191,8 +191,8 @@ export class FakeStore implements Store {
   }
 
   async searchSlices(queries: Float32Array, options: SliceSearchOptions): Promise<SliceHit[][]> {
-    checkQuery(queries, this.dim, options.k);
-    if (options.ef !== undefined && (!Number.isInteger(options.ef) || options.ef <= 0)) throw new StoreError('BAD_QUERY', DIR, `ef must be a positive integer, got ${options.ef}`);
+    checkQueries(DIR, this.dim, queries, options.k);
+    checkEf(DIR, options.ef);
     const rows = queries.length / this.dim;
     this.calls.searchSlices.push({ rows, options });
     const keep = compileFilter(options.filter);
@@ -213,7 +213,7 @@ export class FakeStore implements Store {
   }
 
   async searchVolumes(query: Float32Array, pooling: Pooling, k: number, filter?: VolumeFilter): Promise<VolumeHit[]> {
-    checkQuery(query, this.dim, k);
+    checkQueries(DIR, this.dim, query, k);
     this.calls.searchVolumes.push({ pooling, k, ...(filter ? { filter } : {}), query: query.slice() });
     const keep = compileFilter(filter);
     const hits = [...this.volumes.values()]
@@ -296,11 +296,6 @@ export function fakeVectors(volumeId: string, rows: number[][], zStepMm = 5, fir
     zMm: Float64Array.from(rows, (_, r) => (firstSlice + r) * zStepMm),
     vectors,
   };
-}
-
-function checkQuery(queries: Float32Array, dim: number, k: number): void {
-  if (!Number.isInteger(k) || k <= 0) throw new StoreError('BAD_QUERY', DIR, `k must be a positive integer, got ${k}`);
-  if (queries.length === 0 || queries.length % dim !== 0) throw new StoreError('BAD_QUERY', DIR, `queries hold ${queries.length} floats, not rows of ${dim}`);
 }
 
 function dot(q: Float32Array, rows: Float32Array, row: number, dim: number): number {
