@@ -179,7 +179,7 @@ describe('mir3d index killed with SIGKILL', () => {
         assert.equal(store.stats().slices, records.reduce((sum, r) => sum + r.sliceCount, 0));
       } catch (error) {
         // The index may not exist yet when the kill came before its creation.
-        if (!(error instanceof Error && /NOT_FOUND/.test(error.message))) throw error;
+        if (!(error instanceof Error && ((error as { code?: string }).code === 'NOT_FOUND' || /NOT_FOUND/.test(error.message)))) throw error;
       } finally {
         store?.close();
       }
