@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { embedVolume } from '../encode/embed-volume.js';
 import { DEFAULT_ENCODER, openEncoder } from '../encode/registry.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../io/nifti-writer.js';
 import { writeNpyFloat32 } from '../io/npy.js';
 import { readVolume } from '../io/read.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
-import { positiveInteger, positiveNumber } from './options.js';
+import { addKeyImageOptions, keyImageReadOptions, positiveInteger, positiveNumber, type KeyImageCliOptions } from './options.js';
 import { startProgress } from './progress.js';
 
 /** JSON written beside the .npy: everything needed to use the vectors without mir3d. */
@@ -26,7 +26,7 @@ export interface EmbeddingsMetadata {
   zMm: number[];
 }
 
-interface EmbedCommandOptions {
+interface EmbedCommandOptions extends KeyImageCliOptions {
   encoder: string;
   out?: string;
   series?: string;
@@ -39,15 +39,15 @@ interface EmbedCommandOptions {
 }
 
 function defaultOutPath(input: string): string {
-  const name = basename(resolve(input)).replace(/\.nii(\.gz)?$/i, '') || 'volume';
+  const name = basename(resolve(input)).replace(/\.(nii(\.gz)?|png|jpe?g)$/i, '') || 'volume';
   return join(process.cwd(), `${name}.embeddings.npy`);
 }
 
 export function registerEmbed(program: Command): void {
-  program
+  const command = program
     .command('embed')
     .description('Embed every axial slice of a volume: writes FILE.npy (float32 [slices, dim]) and FILE.json (encoder id, slice z in mm)')
-    .argument('<volume>', 'NIfTI file or DICOM series directory')
+    .argument('<volume>', 'NIfTI file, DICOM series directory or PNG/JPEG key image')
     .option('--encoder <name|path>', `built-in encoder (mobilenet_v2, mobilenet_v2_mid, baseline), an .onnx file or a model folder`, DEFAULT_ENCODER)
     .option('--out <file.npy>', 'where to write the vectors (default ./<name>.embeddings.npy)')
     .option('--series <key>', 'series key, when a DICOM directory holds several')
@@ -57,14 +57,17 @@ export function registerEmbed(program: Command): void {
     .option('--worker', 'preprocess in a worker thread (default from 4 CPU cores up)')
     .option('--no-worker', 'preprocess on the main thread')
     .option('--json', 'print the metadata as JSON')
-    .option('--no-progress', 'no progress display')
-    .action(async (input: string, options: EmbedCommandOptions) => {
+    .option('--no-progress', 'no progress display');
+  addKeyImageOptions(command).action(async (input: string, options: EmbedCommandOptions) => {
+      const volume = await readVolume(input, { ...keyImageReadOptions(options), ...(options.series ? { seriesKey: options.series } : {}) });
+      // A key image of unknown window goes through the grey pass-through (its own encoder id).
+      const display = volume.intensity === 'display';
+      if (display && options.windows) throw new InvalidArgumentError('--windows applies HU windows; this image has no HU (give --hu-window LOW:HIGH, the window it was saved with)');
       const encoder = await openEncoder(options.encoder, {
         ...(options.step !== undefined ? { sliceStepMm: options.step } : {}),
-        ...(options.windows ? { windows: options.windows } : {}),
+        ...(display ? { windows: 'display,display,display', bodyCrop: false } : options.windows ? { windows: options.windows } : {}),
         onStatus: (message) => process.stderr.write(`${message}\n`),
       });
-      const volume = await readVolume(input, options.series ? { seriesKey: options.series } : {});
       const feeder = new SliceFeeder(options.worker);
       const progress = startProgress('embedding', volume.dims[2], 'slices', options.progress);
       try {

@@ -4,15 +4,17 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
-import { readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { displayImageSpec, readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { openIndex } from '../ingest/open-index.js';
 import { IngestError } from '../ingest/errors.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
+import { keyImageGivesDisplay, type KeyImageReadOptions } from '../io/key-image.js';
+import { indexExists } from '../store/index.js';
 import type { ApproximateIndexCalibration, ApproximateIndexReport } from '../store/types.js';
-import { collect, parseLabel, positiveInteger, positiveNumber } from './options.js';
+import { addKeyImageOptions, collect, keyImageReadOptions, parseLabel, positiveInteger, positiveNumber, type KeyImageCliOptions } from './options.js';
 import { startProgress } from './progress.js';
 
-interface IndexCommandOptions {
+interface IndexCommandOptions extends KeyImageCliOptions {
   db: string;
   encoder?: string;
   step?: number;
@@ -57,9 +59,9 @@ function outcomeLine(outcome: VolumeOutcome): string {
 }
 
 export function registerIndex(program: Command): void {
-  program
+  const command = program
     .command('index')
-    .description('Add volumes (NIfTI files, DICOM series; directories are walked) to an index; unchanged files are skipped, so a rerun resumes')
+    .description('Add volumes (NIfTI files, DICOM series, PNG/JPEG key images; directories are walked) to an index; unchanged files are skipped, so a rerun resumes')
     .argument('<paths...>', 'files and directories to index')
     .requiredOption('--db <dir>', 'index directory (created on first use)')
     .option('--encoder <name|path>', `encoder for a new index (default ${DEFAULT_ENCODER}); an existing index keeps its own`)
@@ -73,8 +75,8 @@ export function registerIndex(program: Command): void {
     .option('--worker', 'preprocess in a worker thread (default from 4 CPU cores up)')
     .option('--no-worker', 'preprocess on the main thread')
     .option('--json', 'print the summary as JSON')
-    .option('--no-progress', 'no progress display')
-    .action(async (paths: string[], options: IndexCommandOptions) => {
+    .option('--no-progress', 'no progress display');
+  addKeyImageOptions(command).action(async (paths: string[], options: IndexCommandOptions) => {
       const fixedLabels = Object.fromEntries(options.label.map(parseLabel));
       const csvLabels = options.labels ? labelsFromCsv(options.labels) : undefined;
       const requested: EncoderSpec | undefined = options.encoder || options.step || options.windows
@@ -87,7 +89,8 @@ export function registerIndex(program: Command): void {
         const masks = discovery.maskFilesSkipped ? `${discovery.maskFilesSkipped} mask file(s) left out (--include-masks takes them)` : '';
         throw new IngestError('NOTHING_TO_INDEX', `nothing to index: ${[...reasons, masks].filter(Boolean).join('; ') || 'no NIfTI file or DICOM series found'}${discovery.problems.length > 3 ? ` (and ${discovery.problems.length - 3} more)` : ''}`);
       }
-      const index = await openIndex(options.db, { ...(requested ? { spec: requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
+      const chosen = await keyImageSpec(options, requested, discovery.sources);
+      const index = await openIndex(options.db, { ...(chosen.requested ? { spec: chosen.requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
       const encoder = await index.encoder();
 
@@ -112,6 +115,7 @@ export function registerIndex(program: Command): void {
           encoder,
           labelsFor: (source) => ({ ...(csvLabels?.(source) ?? {}), ...fixedLabels }),
           niftiModality: options.modality,
+          readOptions: chosen.readOptions,
           batchSize: options.batch,
           ...(options.worker !== undefined ? { useWorker: options.worker } : {}),
           signal: stop.signal,
@@ -150,6 +154,30 @@ export function registerIndex(program: Command): void {
       }
       if (summary.failed + problems.length > 0 || summary.notReached > 0) process.exitCode = 1;
     });
+}
+
+/**
+ * How a run reads key images, and the encoder spec a new index gets for them. An index reads its key
+ * images one way (kept in encoder.json), so a stored image is read again exactly as it was indexed. A new
+ * index of 8-bit images without --hu-window gets the grey pass-through (no HU windows, no body crop).
+ */
+async function keyImageSpec(options: IndexCommandOptions, requested: EncoderSpec | undefined, sources: VolumeSourceRef[]): Promise<{ requested: EncoderSpec | undefined; readOptions: KeyImageReadOptions }> {
+  const given = keyImageReadOptions(options);
+  const saved = readEncoderSpec(options.db);
+  if (indexExists(options.db)) {
+    const kept = saved?.keyImages ?? {};
+    if (Object.keys(given).length > 0 && JSON.stringify(given) !== JSON.stringify(kept)) {
+      throw new InvalidArgumentError(`${options.db} reads key images with ${JSON.stringify(kept)}; --hu-window/--hu-offset/--pixel-spacing cannot change for an existing index (use another --db)`);
+    }
+    return { requested, readOptions: kept };
+  }
+  const base = requested ?? saved ?? { encoder: DEFAULT_ENCODER };
+  const images = sources.length > 0 && sources.every((source) => source.kind === 'image');
+  const display = images && (await keyImageGivesDisplay(sources[0].path, given));
+  if (display && options.windows) throw new InvalidArgumentError('--windows sets HU windows, but these 8-bit images have no HU: give --hu-window LOW:HIGH (the window they were saved with)');
+  if (!display && Object.keys(given).length === 0) return { requested, readOptions: {} };
+  const spec = display ? displayImageSpec(base) : base;
+  return { requested: Object.keys(given).length > 0 ? { ...spec, keyImages: given } : spec, readOptions: given };
 }
 
 function calibrationLine(c: ApproximateIndexCalibration): string {

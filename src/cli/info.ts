@@ -5,6 +5,7 @@ import { CANONICAL_ORIENTATION, applyAffine } from '../io/orientation.js';
 import { readVolume } from '../io/read.js';
 import type { Correction, Volume } from '../io/volume.js';
 import { canonicalInt16Sha256, intensityRange } from '../io/volume-stats.js';
+import { addKeyImageOptions, keyImageReadOptions, type KeyImageCliOptions } from './options.js';
 
 /** What `mir3d info` reports. Deliberately no patient name, ID, birth date or raw UID. */
 export interface VolumeInfo {
@@ -19,6 +20,10 @@ export interface VolumeInfo {
   dataType: string;
   storedDataType: string;
   intensity: { min: number; max: number; mean: number };
+  /** 'hu', or 'display' for grey levels of a key image whose window is unknown. */
+  intensityUnit: 'hu' | 'display';
+  /** False for key images without a given pixel size (the recorded 1 mm keeps only the aspect). */
+  spacingKnown: boolean;
   zRangeMm: [number, number];
   seriesCount?: number;
   seriesKey?: string;
@@ -43,6 +48,8 @@ export function describeVolume(volume: Volume): VolumeInfo {
     dataType: volume.data instanceof Int16Array ? 'int16' : 'float32',
     storedDataType: source.storedDataType,
     intensity: range,
+    intensityUnit: volume.intensity ?? 'hu',
+    spacingKnown: source.pixelSpacingKnown ?? true,
     zRangeMm: [zFirst, zLast],
     ...(source.seriesCount !== undefined ? { seriesCount: source.seriesCount } : {}),
     ...(source.seriesKey !== undefined ? { seriesKey: source.seriesKey } : {}),
@@ -59,12 +66,12 @@ export function formatVolumeInfo(info: VolumeInfo): string {
     `format        ${info.format}${info.seriesCount !== undefined ? ` (series ${info.seriesKey ?? '?'}, ${info.seriesCount} series in directory)` : ''}`,
     `modality      ${info.modality}`,
     `dims          ${info.dims.join(' × ')} voxels`,
-    `spacing       ${fmt(info.spacingMm, 3)} mm`,
+    `spacing       ${fmt(info.spacingMm, 3)} mm${info.spacingKnown ? '' : ' (unknown: give --pixel-spacing; only the aspect is real)'}`,
     `extent        ${fmt(info.extentMm, 1)} mm`,
     `orientation   ${info.sourceOrientation} on disk → ${info.canonicalOrientation} canonical (axial, inferior → superior)`,
     `z range       ${info.zRangeMm[0].toFixed(1)} … ${info.zRangeMm[1].toFixed(1)} mm`,
     `data type     ${info.dataType} (stored ${info.storedDataType})`,
-    `intensity     min ${info.intensity.min.toFixed(0)}  max ${info.intensity.max.toFixed(0)}  mean ${info.intensity.mean.toFixed(1)}${info.modality === 'CT' ? ' HU' : ''}`,
+    `intensity     min ${info.intensity.min.toFixed(0)}  max ${info.intensity.max.toFixed(0)}  mean ${info.intensity.mean.toFixed(1)}${info.intensityUnit === 'display' ? ' grey levels (display window unknown: give --hu-window to map to HU)' : info.modality === 'CT' ? ' HU' : ''}`,
     `sha256 int16  ${info.sha256Int16}`,
   ];
   for (const correction of info.corrections) lines.push(`correction    ${correction.kind}: ${correction.message}`);
@@ -79,13 +86,13 @@ function formatSeriesList(dir: string, series: DicomSeriesSummary[]): string {
 }
 
 export function registerInfo(program: Command): void {
-  program
+  const command = program
     .command('info')
-    .description('Describe a volume (NIfTI file or DICOM series directory): geometry, orientation, HU range, hash')
-    .argument('<path>', 'NIfTI file (.nii, .nii.gz) or directory holding a DICOM series')
+    .description('Describe a volume (NIfTI file, DICOM series directory or PNG/JPEG key image): geometry, orientation, HU range, hash')
+    .argument('<path>', 'NIfTI file (.nii, .nii.gz), directory holding a DICOM series, or a PNG/JPEG key image')
     .option('--series <key>', 'series key, when a DICOM directory holds several series')
-    .option('--json', 'print JSON')
-    .action(async (path: string, options: { series?: string; json?: boolean }) => {
+    .option('--json', 'print JSON');
+  addKeyImageOptions(command).action(async (path: string, options: { series?: string; json?: boolean } & KeyImageCliOptions) => {
       if (!options.series && (await isDirectory(path))) {
         const series = await listDicomSeries(path);
         if (series.length > 1) {
@@ -97,7 +104,7 @@ export function registerInfo(program: Command): void {
           return;
         }
       }
-      const volume = await readVolume(path, options.series ? { seriesKey: options.series } : {});
+      const volume = await readVolume(path, { ...keyImageReadOptions(options), ...(options.series ? { seriesKey: options.series } : {}) });
       const info = describeVolume(volume);
       process.stdout.write(options.json ? `${JSON.stringify(info, null, 2)}\n` : `${formatVolumeInfo(info)}\n`);
     });

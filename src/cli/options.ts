@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { KeyImageReadOptions } from '../io/key-image.js';
 
 /** Parsers for command-line option values, shared by every command so they accept and refuse alike. */
 
@@ -37,4 +38,35 @@ export function parseLabel(text: string): [string, string | number] {
   const raw = text.slice(at + 1).trim();
   const number = Number(raw);
   return [key, raw !== '' && Number.isFinite(number) ? number : raw];
+}
+
+/** `LOW:HIGH` in HU, LOW < HIGH (the display window an 8-bit key image was saved with). */
+export function huWindowRange(value: string): { lowHu: number; highHu: number } {
+  const match = /^\s*([+-]?\d+(?:\.\d*)?)\s*:\s*([+-]?\d+(?:\.\d*)?)\s*$/.exec(value);
+  const lowHu = Number(match?.[1]);
+  const highHu = Number(match?.[2]);
+  if (!match || !(highHu > lowHu)) throw new InvalidArgumentError('--hu-window must be LOW:HIGH in HU with LOW < HIGH, e.g. -1350:150 for a lung window');
+  return { lowHu, highHu };
+}
+
+/** The options every command that reads key images (PNG, JPEG) accepts. */
+export interface KeyImageCliOptions {
+  huWindow?: { lowHu: number; highHu: number };
+  huOffset?: number;
+  pixelSpacing?: number;
+}
+
+export function addKeyImageOptions(command: Command): Command {
+  return command
+    .option('--hu-window <low:high>', '8-bit PNG/JPEG key images: the display window they were saved with, so grey 0…255 maps back to HU (without it grey levels are used as they are)', huWindowRange)
+    .option('--hu-offset <n>', '16-bit grey PNG: HU = stored value − n (default 32768, DeepLesion)', integer('--hu-offset'))
+    .option('--pixel-spacing <mm>', 'key images: pixel size in mm (default unknown; the aspect is kept)', positiveNumber('--pixel-spacing'));
+}
+
+export function keyImageReadOptions(options: KeyImageCliOptions): KeyImageReadOptions {
+  return {
+    ...(options.huWindow ? { huWindow: options.huWindow } : {}),
+    ...(options.huOffset !== undefined ? { huOffset: options.huOffset } : {}),
+    ...(options.pixelSpacing !== undefined ? { pixelSpacingMm: options.pixelSpacing } : {}),
+  };
 }

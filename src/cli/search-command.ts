@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { openIndex } from '../ingest/open-index.js';
-import { readVolume } from '../io/read.js';
+import { readEncoderSpec } from '../ingest/encoder-spec.js';
+import { readVolume, type ReadOptions } from '../io/read.js';
 import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
 import { SEARCH_FLAGS, searchRequestOf, type FlagValues, type SearchFlag, type SearchParams } from '../query/request.js';
 import { runSearch } from '../query/run.js';
@@ -14,9 +15,9 @@ import { captionOf, runTextSearch } from './text-search.js';
 import { SEARCH_METHODS, type SearchMethod, type SearchResult } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { formatTable } from './format.js';
-import { collect, integer, positiveInteger } from './options.js';
+import { addKeyImageOptions, collect, integer, keyImageReadOptions, positiveInteger, type KeyImageCliOptions } from './options.js';
 
-interface SearchCommandOptions {
+interface SearchCommandOptions extends KeyImageCliOptions {
   db: string;
   text?: string;
   captionLabel?: string;
@@ -97,10 +98,10 @@ export function resultTable(results: SearchResult[], store: Store): string {
   return formatTable(['rank', 'volume', 'score', 'localized region', 'source', 'labels'], rows, [0]);
 }
 
-async function writePictures(dir: string, resolved: ResolvedQuery, results: SearchResult[], store: Store): Promise<string[]> {
+async function writePictures(dir: string, resolved: ResolvedQuery, results: SearchResult[], store: Store, readOptions: ReadOptions): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const notes: string[] = [];
-  const queryVolume = resolved.volume ?? (resolved.record ? await readVolume(resolved.record.sourcePath, resolved.record.seriesKey ? { seriesKey: resolved.record.seriesKey } : {}).catch(() => undefined) : undefined);
+  const queryVolume = resolved.volume ?? (resolved.record ? await readVolume(resolved.record.sourcePath, { ...readOptions, ...(resolved.record.seriesKey ? { seriesKey: resolved.record.seriesKey } : {}) }).catch(() => undefined) : undefined);
   const panels: SheetPanel[] = [];
   if (queryVolume) {
     const first = Math.min(...resolved.sliceIndices);
@@ -111,7 +112,7 @@ async function writePictures(dir: string, resolved: ResolvedQuery, results: Sear
     const record = store.getVolume(result.volumeId);
     if (!record) continue;
     try {
-      const volume = await readVolume(record.sourcePath, record.seriesKey ? { seriesKey: record.seriesKey } : {});
+      const volume = await readVolume(record.sourcePath, { ...readOptions, ...(record.seriesKey ? { seriesKey: record.seriesKey } : {}) });
       panels.push({ volume, ...(result.region ? { band: { firstSlice: result.region.firstSlice, lastSlice: result.region.lastSlice } } : {}), color: MATCH_COLOR });
     } catch {
       notes.push(`rank ${result.rank} (${result.volumeId}): source ${record.sourcePath} is no longer readable; left out of the picture`);
@@ -142,7 +143,7 @@ export function registerSearch(program: Command): void {
   const command = program
     .command('search')
     .description('Find the indexed volumes most similar to a query volume, slab or slice, and where in each the match lies')
-    .argument('[query]', 'NIfTI file, DICOM series directory, or the id of an indexed volume (or none, with --text)')
+    .argument('[query]', 'NIfTI file, DICOM series directory, PNG/JPEG key image, or the id of an indexed volume (or none, with --text)')
     .requiredOption('--db <dir>', 'index directory');
   const searchOptions = SEARCH_FLAGS.map(optionOf);
   for (const option of searchOptions) command.addOption(option);
@@ -152,8 +153,8 @@ export function registerSearch(program: Command): void {
     .option('--caption-label <column>', 'fuse the image query with the caption its indexed volume carries in this label')
     .option('--text-space <name>', "the index's learned text space (default: captions, or the only one)")
     .option('--json', 'print JSON')
-    .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
-    .action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
+    .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted');
+  addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
       if (queryArg === undefined) {
         if (options.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
@@ -162,13 +163,15 @@ export function registerSearch(program: Command): void {
       }
       const index = await openIndex(options.db, { readOnly: true, onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
+      // Key images are read the way the index read its own (encoder.json), unless this run says otherwise.
+      const readOptions: ReadOptions = { ...(readEncoderSpec(options.db)?.keyImages ?? {}), ...keyImageReadOptions(options) };
       try {
         const source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
         const request = searchRequestOf(source, params);
         const fusedText = options.text ?? (options.captionLabel !== undefined ? captionOf(store.getVolume(queryArg) ?? undefined, options.captionLabel) : undefined);
         const { resolved, results, timings } =
-          fusedText === undefined ? await runSearch(request, { store, encoder: () => index.encoder() }) : await multiModal(request, fusedText, params, options, { store, encoder: () => index.encoder() }, index.dir);
-        const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store) : [];
+          fusedText === undefined ? await runSearch(request, { store, encoder: () => index.encoder(), readOptions }) : await multiModal(request, fusedText, params, options, { store, encoder: () => index.encoder() }, index.dir);
+        const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store, readOptions) : [];
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels }));
           const query = { source, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId };

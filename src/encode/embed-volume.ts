@@ -1,5 +1,7 @@
 import type { Volume } from '../io/volume.js';
 import { selectSlices } from '../preprocess/slices.js';
+import { isDisplayPreprocessing } from '../preprocess/windows.js';
+import { EncoderError } from './errors.js';
 import type { Encoder } from './encoder.js';
 import { SliceFeeder } from './slice-feeder.js';
 
@@ -25,6 +27,7 @@ export interface EmbedOptions {
 }
 
 export async function embedVolume(volume: Volume, encoder: Encoder, options: EmbedOptions = {}): Promise<EmbeddedSlices> {
+  checkIntensity(volume, encoder);
   const indices = [...(options.sliceIndices ?? selectSlices(volume, encoder.preprocessing.sliceStepMm))].sort((a, b) => a - b);
   const batchSize = options.batchSize ?? 16;
   const feeder = options.feeder ?? new SliceFeeder();
@@ -43,4 +46,17 @@ export async function embedVolume(volume: Volume, encoder: Encoder, options: Emb
     if (!options.feeder) await feeder.close();
   }
   return { encoderId: encoder.id, dim: encoder.dim, sliceIndices: Int32Array.from(indices), zMm, vectors };
+}
+
+/** Display grey levels through HU windows (or HU through the grey pass-through) would give vectors that
+ * mean nothing next to the index's others, so the pairing is refused with the way out. */
+export function checkIntensity(volume: Volume, encoder: Encoder): void {
+  const display = isDisplayPreprocessing(encoder.preprocessing.windows);
+  const intensity = volume.intensity ?? 'hu';
+  if (intensity === 'display' && !display) {
+    throw new EncoderError('INTENSITY_MISMATCH', volume.source.path, `an 8-bit image of unknown display window cannot go through the HU windows of ${encoder.name}: give --hu-window LOW:HIGH (the window it was saved with), or use an index of grey key images`);
+  }
+  if (intensity === 'hu' && display) {
+    throw new EncoderError('INTENSITY_MISMATCH', volume.source.path, `this encoder takes display grey levels (key images without a known window), not HU; use an index built for HU volumes`);
+  }
 }

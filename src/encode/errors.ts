@@ -22,6 +22,8 @@ export type EncoderErrorCode =
   | 'UNSUPPORTED_OP'
   /** A batch does not match the encoder's declared preprocessing. */
   | 'BAD_BATCH'
+  /** A volume's values are display grey levels and the encoder applies HU windows, or the reverse. */
+  | 'INTENSITY_MISMATCH'
   /** An explicitly requested execution provider cannot run here. */
   | 'PROVIDER_UNAVAILABLE'
   /** The model cache folder cannot be created or written. */

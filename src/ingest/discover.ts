@@ -4,10 +4,11 @@ import { basename, join, resolve } from 'node:path';
 import { constants, gunzipSync } from 'node:zlib';
 import { listDicomSeries } from '../io/dicom.js';
 import { isVolumeReadError } from '../io/errors.js';
+import { keyImageFormat } from '../io/key-image.js';
 
 /**
- * Finds the volumes under the paths a user gives `mir3d index`: NIfTI files (told by their bytes) and
- * DICOM series (every directory holding DICOM files, one source per series in it).
+ * Finds the volumes under the paths a user gives `mir3d index`: NIfTI files and PNG/JPEG key images (told
+ * by their bytes) and DICOM series (every directory holding DICOM files, one source per series in it).
  *
  * Segmentation masks sit beside images in every public dataset layout (Decathlon `labelsTr/`,
  * TotalSegmentator `segmentations/`, `*_seg.nii.gz`), and indexing them as if they were CT would
@@ -18,7 +19,7 @@ import { isVolumeReadError } from '../io/errors.js';
 export interface VolumeSourceRef {
   /** File path, or DICOM directory path. */
   path: string;
-  kind: 'nifti' | 'dicom';
+  kind: 'nifti' | 'dicom' | 'image';
   /** Pseudonymous series key when a DICOM directory holds several series. */
   seriesKey?: string;
 }
@@ -47,11 +48,11 @@ const MASK_FILE = /(^|[_.-])(seg|segmentation|mask|labels?)([_.-]|$)/i;
 
 export function looksLikeMask(path: string): boolean {
   const parts = resolve(path).split(/[\\/]/);
-  const file = basename(path).replace(/\.nii(\.gz)?$/i, '');
+  const file = basename(path).replace(/\.(nii(\.gz)?|png|jpe?g)$/i, '');
   return parts.slice(0, -1).some((p) => MASK_DIRECTORIES.has(p.toLowerCase())) || MASK_FILE.test(file);
 }
 
-type FileKind = 'nifti' | 'dicom' | 'other';
+type FileKind = 'nifti' | 'dicom' | 'image' | 'other';
 
 /** Names a user means as a volume: when such a file cannot be read, the reader must say why. */
 const VOLUME_NAME = /\.(nii|nii\.gz|dcm|dicom|ima)$/i;
@@ -91,6 +92,7 @@ async function sniff(path: string): Promise<FileKind> {
       }
     }
     if (isNiftiHeader(bytes)) return 'nifti';
+    if (keyImageFormat(bytes)) return 'image';
     if (bytes.length >= 132 && bytes.toString('latin1', 128, 132) === 'DICM') return 'dicom';
     return 'other';
   } catch {
@@ -123,15 +125,15 @@ export async function discoverVolumes(paths: string[], options: DiscoverOptions 
     }
   };
 
-  const addNifti = (path: string): void => {
+  const addNifti = (path: string, kind: 'nifti' | 'image' = 'nifti'): void => {
     if (!options.includeMasks && looksLikeMask(path)) maskFilesSkipped++;
-    else sources.push({ path, kind: 'nifti' });
+    else sources.push({ path, kind });
   };
 
   /** A regular file: 'dicom' when it is a DICOM slice (its folder is then a series). */
   const visitFile = async (path: string, named: boolean): Promise<FileKind> => {
     const kind = await sniff(path);
-    if (kind === 'nifti') addNifti(path);
+    if (kind === 'nifti' || kind === 'image') addNifti(path, kind);
     else if (kind === 'dicom') {
       if (named) problems.push({ path, reason: 'a single DICOM file: give the directory holding the series [NOT_A_VOLUME]' });
     } else if (named || VOLUME_NAME.test(path)) {

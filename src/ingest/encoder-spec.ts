@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoder } from '../encode/encoder.js';
 import { openEncoder, type OpenEncoderOptions } from '../encode/registry.js';
+import type { KeyImageReadOptions } from '../io/key-image.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
 
 /**
@@ -14,6 +15,16 @@ export interface EncoderSpec {
   encoder: string;
   sliceStepMm?: number;
   windows?: string;
+  /** Default true; grey key-image indexes turn it off (the crop finds the body by its HU). */
+  bodyCrop?: boolean;
+  /** How this index reads key images (PNG/JPEG), so a stored image is read again exactly as indexed. */
+  keyImages?: KeyImageReadOptions;
+}
+
+/** The spec for an index of 8-bit key images whose display window is unknown: grey levels go to every
+ * channel as they are and no HU body crop runs; the encoder id says so ('display,display,display|full-fov'). */
+export function displayImageSpec(spec: EncoderSpec): EncoderSpec {
+  return { ...spec, windows: 'display,display,display', bodyCrop: false };
 }
 
 export const ENCODER_SPEC_FILE = 'encoder.json';
@@ -33,6 +44,7 @@ export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: st
     ...extra,
     ...(spec.sliceStepMm !== undefined ? { sliceStepMm: spec.sliceStepMm } : {}),
     ...(spec.windows ? { windows: spec.windows } : {}),
+    ...(spec.bodyCrop !== undefined ? { bodyCrop: spec.bodyCrop } : {}),
     ...(onStatus ? { onStatus } : {}),
   });
 }

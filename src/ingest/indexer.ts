@@ -3,7 +3,7 @@ import { embedVolume } from '../encode/embed-volume.js';
 import type { Encoder } from '../encode/encoder.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
 import { errorLine, isExpectedError, isPersistentError } from '../errors.js';
-import { readVolume } from '../io/read.js';
+import { readVolume, type ReadOptions } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import type { Store, VolumeRecord } from '../store/types.js';
@@ -38,6 +38,8 @@ export interface IndexOptions {
   labelsFor?: (source: VolumeSourceRef) => Record<string, string | number>;
   /** NIfTI has no modality field; this is recorded instead (default 'CT'). */
   niftiModality?: string;
+  /** How key images map to HU (window, offset, pixel spacing), passed to every read. */
+  readOptions?: ReadOptions;
   batchSize?: number;
   /** Preprocessing worker: default from four CPU cores up (see SliceFeeder). */
   useWorker?: boolean;
@@ -109,7 +111,7 @@ export async function indexVolumes(sources: VolumeSourceRef[], options: IndexOpt
   };
 
   // The next file is read while the current one is embedded: decompression runs on libuv's threads.
-  const read = (source: VolumeSourceRef): Promise<Volume> => readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {});
+  const read = (source: VolumeSourceRef): Promise<Volume> => readVolume(source.path, { ...(options.readOptions ?? {}), ...(source.seriesKey ? { seriesKey: source.seriesKey } : {}) });
   let pending: Promise<Volume> | undefined = sources.length > 0 ? read(sources[0]) : undefined;
   pending?.catch(() => undefined);
   try {

@@ -1,15 +1,17 @@
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { isMir3dError } from '../errors.js';
 import { VolumeReadError } from './errors.js';
 import { readDicomSeries, type DicomReadOptions } from './dicom.js';
+import { keyImageFormat, readKeyImage, type KeyImageReadOptions } from './key-image.js';
 import { readNifti, type NiftiReadOptions } from './nifti.js';
 import type { Volume } from './volume.js';
 
-export type ReadOptions = NiftiReadOptions & DicomReadOptions;
+export type ReadOptions = NiftiReadOptions & DicomReadOptions & KeyImageReadOptions;
 
 /**
- * Reads a volume from a NIfTI file or a DICOM series directory. Files are told apart by their bytes
- * (gzip or NIfTI magic), never by extension alone; a directory is taken as a DICOM series.
+ * Reads a volume from a NIfTI file, a DICOM series directory or a PNG/JPEG key image (a one-slice volume).
+ * Files are told apart by their bytes (gzip, NIfTI, PNG or JPEG magic), never by extension alone; a
+ * directory is taken as a DICOM series.
  */
 export async function readVolume(path: string, options: ReadOptions = {}): Promise<Volume> {
   let info;
@@ -19,12 +21,27 @@ export async function readVolume(path: string, options: ReadOptions = {}): Promi
     throw new VolumeReadError('NOT_FOUND', path, 'no such file or directory');
   }
   try {
-    return await (info.isDirectory() ? readDicomSeries(path, options) : readNifti(path, options));
+    if (info.isDirectory()) return await readDicomSeries(path, options);
+    if (keyImageFormat(await readHead(path)) !== undefined) return await readKeyImage(path, options);
+    return await readNifti(path, options);
   } catch (error) {
     // The bytes are untrusted: a parser tripping over them (a RangeError deep in a header library) is a
     // bad file, not a reason to stop a batch or answer 500. The original error stays as the cause.
     if (isMir3dError(error)) throw error;
     const what = error instanceof Error ? `${error.name}: ${error.message.split('\n')[0]}` : String(error);
     throw new VolumeReadError('MALFORMED', path, `cannot be read as a volume (${what})`, { cause: error });
+  }
+}
+
+async function readHead(path: string): Promise<Uint8Array> {
+  const handle = await open(path, 'r').catch(() => {
+    throw new VolumeReadError('UNREADABLE', path, 'cannot read the file');
+  });
+  try {
+    const head = new Uint8Array(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
   }
 }

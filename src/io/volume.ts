@@ -18,7 +18,7 @@ export type Vec3 = [number, number, number];
 /** Row-major 4×4 matrix, 16 numbers. */
 export type Mat4 = number[];
 
-export type SourceFormat = 'nifti-1' | 'nifti-2' | 'dicom' | 'generated';
+export type SourceFormat = 'nifti-1' | 'nifti-2' | 'dicom' | 'generated' | 'png' | 'jpeg';
 
 export interface VolumeSource {
   /** Path of the file or DICOM directory the volume was read from. */
@@ -36,6 +36,8 @@ export interface VolumeSource {
   skippedFiles?: number;
   /** DICOM BodyPartExamined (e.g. 'ABDOMEN', 'HEAD'), when the header has it. */
   bodyPart?: string;
+  /** Key images: false when the pixel size was not given (1 mm is recorded; only the aspect is real). */
+  pixelSpacingKnown?: boolean;
 }
 
 /** Something a reader had to do to bring the data onto a regular canonical grid. */
@@ -59,6 +61,9 @@ export interface Volume {
   affineRas: Mat4;
   /** 'CT', 'MR', … from DICOM; NIfTI has no modality field, so readers say 'CT' only when told, else 'unknown'. */
   modality: string;
+  /** What the voxel values are: 'hu' (the default when absent) or 'display', grey levels 0…255 of an
+   * already windowed 8-bit image whose window is unknown; encoders must not apply HU windows to those. */
+  intensity?: 'hu' | 'display';
   source: VolumeSource;
   corrections: Correction[];
 }

@@ -15,7 +15,14 @@ export const WINDOW_PRESETS: Readonly<Record<string, Readonly<HuWindow>>> = Obje
   bone: Object.freeze({ name: 'bone', levelHu: 400, widthHu: 1800 }),
   brain: Object.freeze({ name: 'brain', levelHu: 40, widthHu: 80 }),
   wide: Object.freeze({ name: 'wide', levelHu: 0, widthHu: 2000 }),
+  // Not a HU window: grey levels 0…255 of an already windowed 8-bit key image pass through unchanged.
+  display: Object.freeze({ name: 'display', levelHu: 127.5, widthHu: 255 }),
 });
+
+/** True when the windows take display grey levels (key images of unknown window), not HU. */
+export function isDisplayPreprocessing(windows: readonly HuWindow[]): boolean {
+  return windows.length > 0 && windows.every((window) => window.name === 'display');
+}
 
 export function windowPreset(name: string): HuWindow {
   const preset = WINDOW_PRESETS[name.trim().toLowerCase()];

@@ -1,7 +1,7 @@
 import { embedVolume } from '../encode/embed-volume.js';
 import type { Encoder } from '../encode/encoder.js';
 import type { SliceFeeder } from '../encode/slice-feeder.js';
-import { readVolume } from '../io/read.js';
+import { readVolume, type ReadOptions } from '../io/read.js';
 import { sliceZMm, type SliceGeometry, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { SearchError } from '../search/errors.js';
@@ -50,13 +50,15 @@ export interface ResolveOptions {
   /** Needed only when slices must be embedded (a volume that is not indexed); may be opened lazily. */
   encoder?: Encoder | (() => Promise<Encoder>);
   feeder?: SliceFeeder;
+  /** How key images are read (the index's own way, from its encoder spec). */
+  readOptions?: ReadOptions;
 }
 
 type Resolver<S extends QuerySource> = (source: S, range: QueryRangeInput, options: ResolveOptions) => Promise<ResolvedQuery>;
 
 const RESOLVERS: { [K in QuerySourceKind]: Resolver<Extract<QuerySource, { kind: K }>> } = {
   path: async (source, range, options) => {
-    const volume = await readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {});
+    const volume = await readVolume(source.path, { ...(options.readOptions ?? {}), ...(source.seriesKey ? { seriesKey: source.seriesKey } : {}) });
     return resolveVolume(volume, undefined, undefined, range, options, source.path);
   },
   indexed: async (source, range, { store }) => {

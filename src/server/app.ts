@@ -9,6 +9,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { indexExists, openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { filterOf } from '../query/request.js';
 import { describeCauses, Mir3dError } from '../errors.js';
+import { readEncoderSpec } from '../ingest/encoder-spec.js';
 import { StoreError } from '../store/errors.js';
 import { SEARCH_METHODS } from '../search/types.js';
 import { locateWebAssets, packageVersion } from './assets.js';
@@ -189,7 +190,8 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   });
 
-  const volumes = new VolumeService(store, limits);
+  const keyImages = readEncoderSpec(index.dir)?.keyImages ?? {};
+  const volumes = new VolumeService(store, limits, keyImages);
   // Searches run on worker threads, so list, picture and health requests never wait behind one.
   const pool = new SearchPool({
     dbDir: index.dir,
@@ -384,13 +386,13 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     scope.addContentTypeParser(RAW_UPLOAD_TYPES, (_request, payload, done) => done(null, payload));
 
     scope.post<{ Querystring: { series?: string } }>('/api/uploads', { schema: routeSchemas.createUpload }, async (request, reply) => {
-      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, request.query.series));
+      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, request.query.series, keyImages));
       return reply.code(201).send(publicUpload(volumes.addUpload(volume)));
     });
 
     scope.post<{ Querystring: SearchParams & { series?: string } }>('/api/search/upload', { schema: routeSchemas.searchUpload }, async (request, reply) => {
       const { series, ...params } = request.query;
-      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, series));
+      const { volume } = await uploadLimiter.run(() => readUploadedVolume(request, uploadLimits, series, keyImages));
       return searches.run(params, volumes.addUpload(volume, false), clientGone(reply.raw));
     });
   });

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyRequest } from 'fastify';
-import { readVolume } from '../io/read.js';
+import { keyImageFormat } from '../io/key-image.js';
+import { readVolume, type ReadOptions } from '../io/read.js';
 import type { Volume } from '../io/volume.js';
 import { ApiError, toApiError } from './errors.js';
 import { extractZip, type UnzipLimits } from './zip.js';
@@ -21,10 +22,10 @@ export interface UploadLimits extends UnzipLimits {
   maxUploadBytes: number;
 }
 
-export type UploadKind = 'nifti' | 'dicom-zip';
+export type UploadKind = 'nifti' | 'dicom-zip' | 'key-image';
 
 /** Content types a raw (non-multipart) upload may be sent with. */
-export const RAW_UPLOAD_TYPES = ['application/octet-stream', 'application/gzip', 'application/x-gzip', 'application/zip', 'application/x-zip-compressed', 'application/dicom+zip'];
+export const RAW_UPLOAD_TYPES = ['application/octet-stream', 'image/png', 'image/jpeg', 'application/gzip', 'application/x-gzip', 'application/zip', 'application/x-zip-compressed', 'application/dicom+zip'];
 
 const HEADER_PROBE_BYTES = 352;
 
@@ -46,10 +47,11 @@ export function sniffUpload(head: Buffer): UploadKind {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'nifti';
   if (head.length >= 348 && head.toString('latin1', 344, 348) === 'n+1\0') return 'nifti';
   if (head.length >= 8 && head.toString('latin1', 4, 8) === 'n+2\0') return 'nifti';
+  if (keyImageFormat(head)) return 'key-image';
   if (head.length >= 132 && head.toString('latin1', 128, 132) === 'DICM') {
     throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'a single DICOM file is one slice, not a volume: upload the series as a zip');
   }
-  throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the upload is neither a NIfTI file (.nii, .nii.gz) nor a zip of a DICOM series');
+  throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the upload is neither a NIfTI file (.nii, .nii.gz), a zip of a DICOM series, nor a PNG/JPEG key image');
 }
 
 async function readHead(path: string): Promise<Buffer> {
@@ -84,7 +86,7 @@ async function uploadStream(request: FastifyRequest, limits: UploadLimits): Prom
  * Saves the request's volume into a fresh temp folder, reads it, and removes the folder. `seriesKey`
  * picks one series when a zip holds several.
  */
-export async function readUploadedVolume(request: FastifyRequest, limits: UploadLimits, seriesKey?: string): Promise<{ volume: Volume; kind: UploadKind; bytes: number }> {
+export async function readUploadedVolume(request: FastifyRequest, limits: UploadLimits, seriesKey?: string, readOptions: ReadOptions = {}): Promise<{ volume: Volume; kind: UploadKind; bytes: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'mir3d-upload-'));
   try {
     const source = await uploadStream(request, limits);
@@ -102,7 +104,7 @@ export async function readUploadedVolume(request: FastifyRequest, limits: Upload
       await rm(filePath, { force: true });
     }
     try {
-      const volume = await readVolume(volumePath, { modality: 'CT', ...(seriesKey ? { seriesKey } : {}) });
+      const volume = await readVolume(volumePath, { ...readOptions, modality: 'CT', ...(seriesKey ? { seriesKey } : {}) });
       return { volume, kind, bytes: cap.bytes };
     } catch (error) {
       throw toApiError(error, { volumeFromClient: true });

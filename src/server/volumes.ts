@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { encodeNifti } from '../io/nifti-writer.js';
 import { DISPLAY_WINDOWS, encodePng, renderSlice, type DisplayWindow, type Plane, type Rgb, type SliceSource } from '../io/png.js';
-import { readVolume } from '../io/read.js';
+import { readVolume, type ReadOptions } from '../io/read.js';
 import { sliceZMm, type Vec3, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
@@ -174,6 +174,8 @@ export class VolumeService {
   constructor(
     private readonly store: Store,
     limits: VolumeServiceLimits,
+    /** How the index reads its key images (from its encoder spec). */
+    private readonly readOptions: ReadOptions = {},
   ) {
     const voxelBytes = (v: Volume): number => v.data.byteLength;
     this.volumes = new ByteLru(limits.volumeCacheBytes, voxelBytes);
@@ -198,7 +200,7 @@ export class VolumeService {
       this.work.run(async () => {
         let volume: Volume;
         try {
-          volume = await readVolume(record.sourcePath, { modality: record.modality, ...(record.seriesKey ? { seriesKey: record.seriesKey } : {}) });
+          volume = await readVolume(record.sourcePath, { ...this.readOptions, modality: record.modality, ...(record.seriesKey ? { seriesKey: record.seriesKey } : {}) });
         } catch (error) {
           const apiError = toApiError(error);
           if (apiError.code === 'SOURCE_UNREADABLE' && (error as { code?: string }).code === 'NOT_FOUND') {
