@@ -6,6 +6,7 @@ import { DEFAULT_ENCODER, openEncoder } from '../encode/registry.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
 import { writeNpyFloat32 } from '../io/npy.js';
+import { keyImageGivesDisplay } from '../io/key-image.js';
 import { readVolume } from '../io/read.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { addKeyImageOptions, keyImageReadOptions, positiveInteger, positiveNumber, type KeyImageCliOptions } from './options.js';
@@ -59,15 +60,17 @@ export function registerEmbed(program: Command): void {
     .option('--json', 'print the metadata as JSON')
     .option('--no-progress', 'no progress display');
   addKeyImageOptions(command).action(async (input: string, options: EmbedCommandOptions) => {
-      const volume = await readVolume(input, { ...keyImageReadOptions(options), ...(options.series ? { seriesKey: options.series } : {}) });
-      // A key image of unknown window goes through the grey pass-through (its own encoder id).
-      const display = volume.intensity === 'display';
+      const readOptions = keyImageReadOptions(options);
+      // A key image of unknown window goes through the grey pass-through (its own encoder id). Only its
+      // first bytes are read here, so a bad --encoder still fails before the volume is read.
+      const display = await keyImageGivesDisplay(input, readOptions);
       if (display && options.windows) throw new InvalidArgumentError('--windows applies HU windows; this image has no HU (give --hu-window LOW:HIGH, the window it was saved with)');
       const encoder = await openEncoder(options.encoder, {
         ...(options.step !== undefined ? { sliceStepMm: options.step } : {}),
         ...(display ? { windows: 'display,display,display', bodyCrop: false } : options.windows ? { windows: options.windows } : {}),
         onStatus: (message) => process.stderr.write(`${message}\n`),
       });
+      const volume = await readVolume(input, { ...readOptions, ...(options.series ? { seriesKey: options.series } : {}) });
       const feeder = new SliceFeeder(options.worker);
       const progress = startProgress('embedding', volume.dims[2], 'slices', options.progress);
       try {
