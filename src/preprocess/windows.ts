@@ -15,9 +15,11 @@ export const WINDOW_PRESETS: Readonly<Record<string, Readonly<HuWindow>>> = Obje
   bone: Object.freeze({ name: 'bone', levelHu: 400, widthHu: 1800 }),
   brain: Object.freeze({ name: 'brain', levelHu: 40, widthHu: 80 }),
   wide: Object.freeze({ name: 'wide', levelHu: 0, widthHu: 2000 }),
-  // Not a HU window: grey levels 0…255 of an already windowed 8-bit key image pass through unchanged.
-  display: Object.freeze({ name: 'display', levelHu: 127.5, widthHu: 255 }),
 });
+
+/** Not a HU window: grey levels 0…255 of an already windowed 8-bit key image pass through unchanged.
+ * Kept apart from the HU presets; `windowPreset('display')` gives it. */
+export const DISPLAY_WINDOW: Readonly<HuWindow> = Object.freeze({ name: 'display', levelHu: 127.5, widthHu: 255 });
 
 /** True when the windows take display grey levels (key images of unknown window), not HU. */
 export function isDisplayPreprocessing(windows: readonly HuWindow[]): boolean {
@@ -25,7 +27,9 @@ export function isDisplayPreprocessing(windows: readonly HuWindow[]): boolean {
 }
 
 export function windowPreset(name: string): HuWindow {
-  const preset = WINDOW_PRESETS[name.trim().toLowerCase()];
+  const key = name.trim().toLowerCase();
+  if (key === DISPLAY_WINDOW.name) return { ...DISPLAY_WINDOW };
+  const preset = WINDOW_PRESETS[key];
   if (!preset) {
     throw new RangeError(`unknown HU window "${name}"; known: ${Object.keys(WINDOW_PRESETS).join(', ')}, or LEVEL:WIDTH in HU (e.g. 40:400)`);
   }

@@ -25,7 +25,7 @@ export interface UploadLimits extends UnzipLimits {
 export type UploadKind = 'nifti' | 'dicom-zip' | 'key-image';
 
 /** Content types a raw (non-multipart) upload may be sent with. */
-export const RAW_UPLOAD_TYPES = ['application/octet-stream', 'image/png', 'image/jpeg', 'application/gzip', 'application/x-gzip', 'application/zip', 'application/x-zip-compressed', 'application/dicom+zip'];
+export const RAW_UPLOAD_TYPES = ['application/octet-stream', 'application/gzip', 'application/x-gzip', 'application/zip', 'application/x-zip-compressed', 'application/dicom+zip'];
 
 const HEADER_PROBE_BYTES = 352;
 
