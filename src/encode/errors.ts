@@ -54,7 +54,7 @@ export class EncoderError extends Mir3dError<EncoderErrorCode> {
     readonly detail: string,
     options: { cause?: unknown } = {},
   ) {
-    super(code, `${path}: ${detail}`, { ...options, expected: code !== 'CLOSED', persistent: code !== 'BAD_BATCH' });
+    super(code, `${path}: ${detail}`, { ...options, expected: code !== 'CLOSED', persistent: code !== 'BAD_BATCH' && code !== 'INTENSITY_MISMATCH' });
   }
 }
 
