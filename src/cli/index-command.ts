@@ -11,6 +11,9 @@ import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/i
 import { keyImageGivesDisplay, type KeyImageReadOptions } from '../io/key-image.js';
 import { indexExists } from '../store/index.js';
 import type { ApproximateIndexCalibration, ApproximateIndexReport } from '../store/types.js';
+import { DicomWebError } from '../source/dicomweb/errors.js';
+import { isDicomWebUrl } from '../source/dicomweb/url.js';
+import { studyDateRange } from './dicomweb-options.js';
 import { addKeyImageOptions, collect, keyImageReadOptions, parseLabel, positiveInteger, positiveNumber, type KeyImageCliOptions } from './options.js';
 import { startProgress } from './progress.js';
 
@@ -27,6 +30,14 @@ interface IndexCommandOptions extends KeyImageCliOptions {
   worker?: boolean;
   json?: boolean;
   progress: boolean;
+  studyDate?: string;
+  bodyPart?: string;
+  credentials?: string;
+  caFile?: string;
+  pseudonymize?: string;
+  viewerUrl?: string;
+  concurrency?: number;
+  minSlices?: number;
 }
 
 /**
@@ -75,13 +86,29 @@ export function registerIndex(program: Command): void {
     .option('--worker', 'preprocess in a worker thread (default from 4 CPU cores up)')
     .option('--no-worker', 'preprocess on the main thread')
     .option('--json', 'print the summary as JSON')
-    .option('--no-progress', 'no progress display');
+    .option('--no-progress', 'no progress display')
+    .option('--study-date <from-to>', 'PACS: only studies of these dates (YYYYMMDD-YYYYMMDD, either side open)', studyDateRange)
+    .option('--body-part <name>', 'PACS: only series with this BodyPartExamined')
+    .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
+    .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https')
+    .option('--pseudonymize <secret-file>', 'PACS: store keyed hashes of UIDs instead of UIDs (secret file mode 0600)')
+    .option('--viewer-url <template>', 'PACS: viewer link template with {study} {series} {sop}, e.g. OHIF\'s https://HOST/viewer?StudyInstanceUIDs={study}&SeriesInstanceUIDs={series}&initialSopInstanceUID={sop}')
+    .option('--concurrency <n>', 'PACS: series fetched at once', positiveInteger('--concurrency'))
+    .option('--min-slices <n>', 'PACS: skip series with fewer instances', positiveInteger('--min-slices'));
   addKeyImageOptions(command).action(async (paths: string[], options: IndexCommandOptions) => {
       const fixedLabels = Object.fromEntries(options.label.map(parseLabel));
       const csvLabels = options.labels ? labelsFromCsv(options.labels) : undefined;
       const requested: EncoderSpec | undefined = options.encoder || options.step || options.windows
         ? { encoder: options.encoder ?? readEncoderSpec(options.db)?.encoder ?? DEFAULT_ENCODER, ...(options.step ? { sliceStepMm: options.step } : {}), ...(options.windows ? { windows: options.windows } : {}) }
         : undefined;
+      if (paths.some(isDicomWebUrl)) {
+        if (paths.length !== 1) throw new DicomWebError('BAD_URL', 'mir3d index', 'a DICOMweb source is indexed on its own: give one dicomweb+http(s):// address and no files');
+        if (csvLabels) throw new DicomWebError('BAD_URL', 'mir3d index', '--labels matches files by name; a PACS source takes --label key=value');
+        // Loaded only for a PACS: the HTTP client and multipart parser would slow every other start.
+        const { indexFromDicomWeb } = await import('./index-dicomweb.js');
+        await indexFromDicomWeb(paths[0], requested, { ...options, labels: fixedLabels });
+        return;
+      }
       const discovery = await discoverVolumes(paths, { includeMasks: options.includeMasks });
       // Refused before the index is opened, so a mistyped path creates no empty index.
       if (discovery.sources.length === 0) {

@@ -14,7 +14,11 @@ import { openIndexTextEncoder } from '../ingest/text-encoder-spec.js';
 import { captionOf, runTextSearch } from './text-search.js';
 import { SEARCH_METHODS, type SearchMethod, type SearchResult } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
+import { DicomWebError } from '../source/dicomweb/errors.js';
+import { isDicomWebUrl, parseDicomWebUrl } from '../source/dicomweb/url.js';
+import type { DicomWebClient } from '../source/dicomweb/client.js';
 import { formatTable } from './format.js';
+import { viewerLinksFor } from './viewer-links.js';
 import { addKeyImageOptions, collect, integer, keyImageReadOptions, positiveInteger, type KeyImageCliOptions } from './options.js';
 
 interface SearchCommandOptions extends KeyImageCliOptions {
@@ -25,6 +29,10 @@ interface SearchCommandOptions extends KeyImageCliOptions {
   series?: string;
   json?: boolean;
   pictures?: string;
+  viewerUrl?: string;
+  credentials?: string;
+  caFile?: string;
+  pseudonymize?: string;
   /** The search flags (SEARCH_FLAGS), by commander's attribute names. */
   [flag: string]: unknown;
 }
@@ -143,7 +151,7 @@ export function registerSearch(program: Command): void {
   const command = program
     .command('search')
     .description('Find the indexed volumes most similar to a query volume, slab or slice, and where in each the match lies')
-    .argument('[query]', 'NIfTI file, DICOM series directory, PNG/JPEG key image, or the id of an indexed volume (or none, with --text)')
+    .argument('[query]', 'NIfTI file, DICOM series directory, PNG/JPEG key image, the id of an indexed volume, a PACS series: dicomweb+http(s)://HOST/ROOT/studies/UID[/series/UID] (or none, with --text)')
     .requiredOption('--db <dir>', 'index directory');
   const searchOptions = SEARCH_FLAGS.map(optionOf);
   for (const option of searchOptions) command.addOption(option);
@@ -153,7 +161,11 @@ export function registerSearch(program: Command): void {
     .option('--caption-label <column>', 'fuse the image query with the caption its indexed volume carries in this label')
     .option('--text-space <name>', "the index's learned text space (default: captions, or the only one)")
     .option('--json', 'print JSON')
-    .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted');
+    .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
+    .option('--viewer-url <template>', 'viewer link for PACS results, {study} {series} {sop} (default: the one given at index time)')
+    .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
+    .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https')
+    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links')
   addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
       if (queryArg === undefined) {
@@ -165,16 +177,27 @@ export function registerSearch(program: Command): void {
       const { store } = index;
       // Key images are read the way the index read its own (encoder.json), unless this run says otherwise.
       const readOptions: ReadOptions = { ...(readEncoderSpec(options.db)?.keyImages ?? {}), ...keyImageReadOptions(options) };
+      let client: DicomWebClient | undefined;
       try {
-        const source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
+        let source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
+        if (isDicomWebUrl(queryArg)) {
+          const address = parseDicomWebUrl(queryArg);
+          if (!address.studyInstanceUid) throw new DicomWebError('BAD_URL', address.endpoint.display, 'name the query: …/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>]');
+          // Loaded only for a PACS query: the HTTP client would slow every other start.
+          const { dicomWebClient } = await import('./dicomweb-client.js');
+          client = dicomWebClient(address.endpoint, options);
+          source = { kind: 'dicomweb', client, studyInstanceUid: address.studyInstanceUid, ...(address.seriesInstanceUid ? { seriesInstanceUid: address.seriesInstanceUid } : {}) };
+        }
         const request = searchRequestOf(source, params);
         const fusedText = options.text ?? (options.captionLabel !== undefined ? captionOf(store.getVolume(queryArg) ?? undefined, options.captionLabel) : undefined);
         const { resolved, results, timings } =
           fusedText === undefined ? await runSearch(request, { store, encoder: () => index.encoder(), readOptions }) : await multiModal(request, fusedText, params, options, { store, encoder: () => index.encoder() }, index.dir);
         const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store, readOptions) : [];
+        const links = await viewerLinksFor(store, results, options);
+        const shownSource = source.kind === 'dicomweb' ? { kind: 'dicomweb', endpoint: source.client.endpoint.display } : source;
         if (options.json) {
-          const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels }));
-          const query = { source, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId };
+          const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels, ...(links.has(r.volumeId) ? { viewer: links.get(r.volumeId) } : {}) }));
+          const query = { source: shownSource, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId };
           process.stdout.write(`${JSON.stringify({ query, options: request.options, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
           return;
         }
@@ -182,14 +205,22 @@ export function registerSearch(program: Command): void {
         const first = Math.min(...resolved.sliceIndices);
         const last = Math.max(...resolved.sliceIndices);
         process.stdout.write(
-          `query ${source.kind === 'indexed' ? source.volumeId : queryArg}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
+          `query ${source.kind === 'indexed' ? source.volumeId : source.kind === 'dicomweb' ? `a series at ${source.client.endpoint.display}` : queryArg}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
             `${resolved.query.volumeId ? `, indexed as ${resolved.query.volumeId}${o.includeQueryVolume ? '' : ' (excluded)'}` : ''}; ` +
             `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${o.mode ?? 'exact'} kNN; ` +
             `${resolved.reusedStoredVectors ? 'stored vectors' : `embedded in ${(timings.queryMs / 1000).toFixed(1)} s`}, searched in ${timings.searchMs.toFixed(0)} ms\n\n`,
         );
         process.stdout.write(`${results.length ? resultTable(results, store) : 'no results (the filter or exclusions leave nothing to search)'}\n`);
+        if (links.size > 0) {
+          process.stdout.write('\nopen in the viewer (best-matching slice):\n');
+          for (const r of results) {
+            const link = links.get(r.volumeId);
+            if (link) process.stdout.write(`  ${r.rank}  ${link.url ?? `study ${link.studyInstanceUid} series ${link.seriesInstanceUid} instance ${link.sopInstanceUid} (no --viewer-url template)`}\n`);
+          }
+        }
         for (const line of pictures) process.stdout.write(`${line === pictures[0] ? '\npicture' : 'note'}: ${line}\n`);
       } finally {
+        await client?.close();
         await index.close();
       }
     });

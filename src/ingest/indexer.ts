@@ -43,6 +43,8 @@ export interface IndexOptions {
   batchSize?: number;
   /** Preprocessing worker: default from four CPU cores up (see SliceFeeder). */
   useWorker?: boolean;
+  /** Reads a source (default: from disk). A PACS source fetches over DICOMweb instead. */
+  read?: (source: VolumeSourceRef) => Promise<Volume>;
   /** Stop after the volume in hand (Ctrl-C); the index stays consistent either way. */
   signal?: AbortSignal;
   onProgress?: (progress: IndexProgress) => void;
@@ -111,7 +113,7 @@ export async function indexVolumes(sources: VolumeSourceRef[], options: IndexOpt
   };
 
   // The next file is read while the current one is embedded: decompression runs on libuv's threads.
-  const read = (source: VolumeSourceRef): Promise<Volume> => readVolume(source.path, { ...(options.readOptions ?? {}), ...(source.seriesKey ? { seriesKey: source.seriesKey } : {}) });
+  const read = options.read ?? ((source: VolumeSourceRef): Promise<Volume> => readVolume(source.path, { ...(options.readOptions ?? {}), ...(source.seriesKey ? { seriesKey: source.seriesKey } : {}) }));
   let pending: Promise<Volume> | undefined = sources.length > 0 ? read(sources[0]) : undefined;
   pending?.catch(() => undefined);
   try {

@@ -274,6 +274,17 @@ async function mapLimited<T, R>(items: T[], limit: number, work: (item: T) => Pr
   return results;
 }
 
+function scanOf(parsed: (SliceHeader | undefined)[]): DirectoryScan {
+  const dicom = parsed.filter((h): h is SliceHeader => h !== undefined);
+  const slices = dicom.filter((h) => h.hasPixelData);
+  return {
+    slices,
+    fileCount: parsed.length,
+    skippedFiles: parsed.length - dicom.length,
+    noPixelDataFiles: dicom.length - slices.length,
+  };
+}
+
 async function scanDirectory(dir: string): Promise<DirectoryScan> {
   const names = await listFiles(dir);
   if (names.length === 0) throw new VolumeReadError('EMPTY_DIRECTORY', dir, 'the directory holds no files');
@@ -297,14 +308,7 @@ async function scanDirectory(dir: string): Promise<DirectoryScan> {
     const dataSet = parseFile(view, dir, label);
     return dataSet ? headerOf(dataSet, label) : undefined;
   });
-  const dicom = parsed.filter((h): h is SliceHeader => h !== undefined);
-  const slices = dicom.filter((h) => h.hasPixelData);
-  return {
-    slices,
-    fileCount: names.length,
-    skippedFiles: names.length - dicom.length,
-    noPixelDataFiles: dicom.length - slices.length,
-  };
+  return scanOf(parsed);
 }
 
 function requireImages(scan: DirectoryScan, dir: string): void {
@@ -848,7 +852,24 @@ function sliceStepOf(geometry: SeriesGeometry, resampled: boolean, tilted: boole
 
 /** Reads one DICOM series from a directory into a canonical Volume. */
 export async function readDicomSeries(dir: string, options: DicomReadOptions = {}): Promise<Volume> {
-  const scan = await scanDirectory(dir);
+  return volumeOf(await scanDirectory(dir), dir, options);
+}
+
+/**
+ * Reads one DICOM series from files held in memory (a PACS download), exactly as from a directory, so
+ * the two copies of a series give the same canonical volume. `label` stands in for the directory in
+ * messages and `source.path`; it must not carry identifiers.
+ */
+export async function readDicomSeriesFromBytes(label: string, files: Uint8Array[], options: DicomReadOptions = {}): Promise<Volume> {
+  if (files.length === 0) throw new VolumeReadError('EMPTY_DIRECTORY', label, 'the series holds no instances');
+  const parsed = files.map((bytes, n) => {
+    const dataSet = parseFile(bytes, label, `instance ${n + 1}`);
+    return dataSet ? headerOf(dataSet, `instance ${n + 1}`) : undefined;
+  });
+  return volumeOf(scanOf(parsed), label, options);
+}
+
+async function volumeOf(scan: DirectoryScan, dir: string, options: DicomReadOptions): Promise<Volume> {
   requireImages(scan, dir);
   const seriesCount = groupBySeries(scan.slices).size;
   const series = pickSeries(scan, dir, options.seriesKey);

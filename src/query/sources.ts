@@ -1,11 +1,13 @@
 import { embedVolume } from '../encode/embed-volume.js';
 import type { Encoder } from '../encode/encoder.js';
 import type { SliceFeeder } from '../encode/slice-feeder.js';
+import { seriesKeyOf } from '../io/dicom.js';
 import { readVolume, type ReadOptions } from '../io/read.js';
 import { sliceZMm, type SliceGeometry, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { SearchError } from '../search/errors.js';
 import type { QueryVectors } from '../search/types.js';
+import type { DicomWebClient } from '../source/dicomweb/client.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { querySliceIndices, rangeInterval, rowsInInterval, selectRows, type QueryRange, type QueryRangeInput } from './range.js';
 
@@ -14,7 +16,7 @@ import { querySliceIndices, rangeInterval, rowsInInterval, selectRows, type Quer
  * resolves its queries here, so a range selects the same rows of a scan whether it comes as a file, as
  * an upload or as the id of its indexed copy.
  *
- * To add a kind of source (a text, a DICOMweb series): add a member to `QuerySource` and its resolver to
+ * To add a kind of source (a text, …): add a member to `QuerySource` and its resolver to
  * `RESOLVERS`; the compiler then holds every switch over sources to account for it.
  */
 export type QuerySource =
@@ -26,7 +28,10 @@ export type QuerySource =
    * indexed, absent to look it up by content. `embedded` keeps slices embedded by earlier queries. */
   | { kind: 'volume'; volume: Volume; record?: VolumeRecord | null; embedded?: EmbeddedSliceCache }
   /** Rows embedded before (a whole query volume embedded once, cut into slabs), on `geometry`'s grid. */
-  | { kind: 'vectors'; rows: QueryVectors; geometry: SliceGeometry };
+  | { kind: 'vectors'; rows: QueryVectors; geometry: SliceGeometry }
+  /** A series in a PACS: fetched over DICOMweb and decoded in memory, never added to the index. Without
+   * a series UID, the study's CT series with the most instances. */
+  | { kind: 'dicomweb'; client: DicomWebClient; studyInstanceUid: string; seriesInstanceUid?: string };
 
 export type QuerySourceKind = QuerySource['kind'];
 
@@ -69,6 +74,12 @@ const RESOLVERS: { [K in QuerySourceKind]: Resolver<Extract<QuerySource, { kind:
     return { query, record, sliceIndices: Array.from(query.sliceIndices), reusedStoredVectors: true };
   },
   volume: (source, range, options) => resolveVolume(source.volume, source.record, source.embedded, range, options, 'the uploaded volume'),
+  dicomweb: async (source, range, options) => {
+    // Loaded only for a PACS query: the HTTP client would slow every other start.
+    const { fetchQuerySeries } = await import('../ingest/dicomweb-fetch.js');
+    const fetched = await fetchQuerySeries(source.client, source.studyInstanceUid, source.seriesInstanceUid, seriesKeyOf);
+    return resolveVolume(fetched.volume, undefined, undefined, range, options, `${source.client.endpoint.display} series ${fetched.seriesKey}`);
+  },
   vectors: async (source, range) => {
     const query = selectRows(source.rows, source.geometry, await toQueryRange(range));
     return { query, sliceIndices: Array.from(query.sliceIndices), reusedStoredVectors: true };

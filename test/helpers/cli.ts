@@ -12,10 +12,11 @@ export interface CliRun {
 }
 
 /** Runs the built `mir3d` entry point as a user would, with a time limit so a hang fails the test. */
-export function runCli(args: string[], timeoutMs = 60_000): CliRun {
+export function runCli(args: string[], timeoutMs = 60_000, env?: Record<string, string>): CliRun {
   const result = spawnSync(process.execPath, [join(projectRoot, 'dist/src/cli/main.js'), ...args], {
     encoding: 'utf8',
     timeout: timeoutMs,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
