@@ -165,7 +165,7 @@ export function registerSearch(program: Command): void {
     .option('--viewer-url <template>', 'viewer link for PACS results, {study} {series} {sop} (default: the one given at index time)')
     .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
     .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https')
-    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links')
+    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links');
   addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
       if (queryArg === undefined) {
