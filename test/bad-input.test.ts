@@ -145,6 +145,6 @@ describe('bad input mixed with good files in one folder through mir3d index', ()
     const run = runCli(['index', named, good[0], '--db', db, '--json', '--no-progress']);
     assert.equal(run.status, 1, run.stderr);
     const summary = JSON.parse(run.stdout) as IndexJson;
-    assert.match(summary.outcomes.find((o) => o.source.path === named)?.reason ?? '', /BAD_MAGIC/);
+    assert.match(summary.outcomes.find((o) => o.source.path === named)?.reason ?? '', /BAD_HEADER/);
   });
 });

@@ -1,7 +1,8 @@
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { isMir3dError } from '../errors.js';
 import { VolumeReadError } from './errors.js';
 import { readDicomSeries, type DicomReadOptions } from './dicom.js';
+import { openRegularFile } from './files.js';
 import { keyImageFormat, readKeyImage, type KeyImageReadOptions } from './key-image.js';
 import { readNifti, type NiftiReadOptions } from './nifti.js';
 import type { Volume } from './volume.js';
@@ -33,10 +34,9 @@ export async function readVolume(path: string, options: ReadOptions = {}): Promi
   }
 }
 
+// Through openRegularFile, so a FIFO or device is refused before a read could block on it.
 async function readHead(path: string): Promise<Uint8Array> {
-  const handle = await open(path, 'r').catch(() => {
-    throw new VolumeReadError('UNREADABLE', path, 'cannot read the file');
-  });
+  const { handle } = await openRegularFile(path, Number.MAX_SAFE_INTEGER);
   try {
     const head = new Uint8Array(8);
     const { bytesRead } = await handle.read(head, 0, 8, 0);
