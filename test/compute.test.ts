@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   computeSessions,
@@ -6,6 +9,10 @@ import {
   createSession,
   exactTopK,
   maxSimilarityPerSegment,
+  CUDA_PROVIDER_DIR_ENV,
+  CUDA_PROVIDER_FILES,
+  cudaProviderLibrary,
+  linkCudaProviders,
   OnnxGraphBuilder,
   runSession,
   type RowBlock,
@@ -184,3 +191,33 @@ describe('execution provider', () => {
     }
   });
 });
+
+describe('CUDA provider libraries from a folder of the user\'s (no install-time download)', () => {
+  test('linkCudaProviders links both libraries into the binding folder; an incomplete folder is not used', () => {
+    const root = mkdtempSync(join(tmpdir(), 'mir3d-cuda-'));
+    try {
+      const from = join(root, 'from');
+      const binding = join(root, 'binding');
+      for (const dir of [from, binding]) mkdirp(dir);
+      for (const file of CUDA_PROVIDER_FILES) writeFileSync(join(from, file), 'not a real library');
+      const linked = linkCudaProviders(from, binding);
+      assert.equal(linked, join(binding, CUDA_PROVIDER_FILES[0]));
+      for (const file of CUDA_PROVIDER_FILES) {
+        assert.ok(lstatSync(join(binding, file)).isSymbolicLink(), file);
+        assert.equal(readlinkSync(join(binding, file)), join(from, file));
+      }
+      // A folder that lacks one of the two is ignored rather than half-linked.
+      const partial = join(root, 'partial');
+      mkdirp(partial);
+      writeFileSync(join(partial, CUDA_PROVIDER_FILES[0]), 'x');
+      if (cudaProviderLibrary({}) === undefined) assert.equal(cudaProviderLibrary({ [CUDA_PROVIDER_DIR_ENV]: partial }), undefined);
+      assert.ok(!existsSync(join(partial, 'linked')));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+function mkdirp(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+}

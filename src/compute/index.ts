@@ -3,7 +3,10 @@
 export { ComputeError, type ComputeErrorCode } from './errors.js';
 export {
   createSession,
+  CUDA_PROVIDER_DIR_ENV,
+  CUDA_PROVIDER_FILES,
   cudaProviderLibrary,
+  linkCudaProviders,
   gpuPresent,
   ortBindingDirs,
   runSession,

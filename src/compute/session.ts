@@ -3,10 +3,10 @@
  * chooses their execution provider, so every model in a process runs where the others do and says why
  * when that is not the GPU.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';
 
@@ -50,18 +50,44 @@ export function ortBindingDirs(): string[] {
   }
 }
 
+/** The provider libraries onnxruntime-node's CUDA backend needs beside its binding (its install script
+ * takes them from the NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux of the same version). */
+export const CUDA_PROVIDER_FILES: readonly string[] =
+  process.platform === 'win32' ? [CUDA_PROVIDER_FILE, 'onnxruntime_providers_shared.dll'] : [CUDA_PROVIDER_FILE, 'libonnxruntime_providers_shared.so'];
+
+/** Environment variable naming a folder that holds the CUDA provider libraries (see the README). */
+export const CUDA_PROVIDER_DIR_ENV = 'MIR3D_ORT_CUDA_DIR';
+
 /**
  * The CUDA provider library ONNX Runtime would load, or undefined. ONNX Runtime loads it from the folder of
  * its own shared library (the binding's folder), never from LD_LIBRARY_PATH, and this project installs
- * onnxruntime-node without the download that puts it there (onnxruntime-node-install=skip); the README
- * says how to put it there by hand.
+ * onnxruntime-node without the download that puts it there (onnxruntime-node-install=skip). When
+ * $MIR3D_ORT_CUDA_DIR holds the libraries and the binding's folder does not, they are linked into it
+ * (symbolic links, once), which is the only place ONNX Runtime looks.
  */
-export function cudaProviderLibrary(): string | undefined {
-  for (const dir of ortBindingDirs()) {
+export function cudaProviderLibrary(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dirs = ortBindingDirs();
+  for (const dir of dirs) {
     const library = join(dir, CUDA_PROVIDER_FILE);
     if (existsSync(library)) return library;
   }
-  return undefined;
+  const from = env[CUDA_PROVIDER_DIR_ENV];
+  if (!from || dirs.length === 0) return undefined;
+  if (!CUDA_PROVIDER_FILES.every((file) => existsSync(join(from, file)))) return undefined;
+  return linkCudaProviders(from, dirs[0]);
+}
+
+/** Links the provider libraries of `fromDir` into the binding folder `bindingDir`; undefined when it cannot. */
+export function linkCudaProviders(fromDir: string, bindingDir: string): string | undefined {
+  try {
+    for (const file of CUDA_PROVIDER_FILES) {
+      const target = join(bindingDir, file);
+      if (!existsSync(target)) symlinkSync(resolve(fromDir, file), target);
+    }
+    return join(bindingDir, CUDA_PROVIDER_FILE);
+  } catch {
+    return undefined;
+  }
 }
 
 export function resolveThreads(threads: number | undefined): number {
@@ -94,7 +120,11 @@ export async function createSession(model: string | Uint8Array, options: Session
         if (choice === 'cuda') throw new ComputeError('PROVIDER_UNAVAILABLE', providerNote, { cause });
       }
     } else {
-      const why = !gpu ? 'no NVIDIA GPU found' : !cudaListed ? 'this onnxruntime-node build has no CUDA backend' : 'onnxruntime-node was installed without its CUDA provider library';
+      const why = !gpu
+        ? 'no NVIDIA GPU found'
+        : !cudaListed
+          ? 'this onnxruntime-node build has no CUDA backend'
+          : `onnxruntime-node was installed without its CUDA provider library (set ${CUDA_PROVIDER_DIR_ENV} to a folder holding ${CUDA_PROVIDER_FILES.join(' and ')}; see the README)`;
       if (choice === 'cuda') throw new ComputeError('PROVIDER_UNAVAILABLE', `CUDA requested but ${why}`);
       providerNote = gpu ? `CUDA not used: ${why}; running on CPU` : undefined;
     }

@@ -650,6 +650,20 @@ function tiltThresholdMm(geometry: SeriesGeometry): number {
 }
 
 function volumeMin(data: VoxelArray): number {
+  return data instanceof Int16Array ? minInt16(data) : minFloat32(data);
+}
+
+// The resampling loops below are written once per voxel type: over the `Int16Array | Float32Array` union
+// V8 keeps every element access polymorphic, which made the tilted, unevenly spaced GE head read at a
+// fifth of pydicom's speed. The arithmetic is the same in both copies.
+
+function minInt16(data: Int16Array): number {
+  let min = Infinity;
+  for (let p = 0; p < data.length; p++) if (data[p] < min) min = data[p];
+  return min;
+}
+
+function minFloat32(data: Float32Array): number {
   let min = Infinity;
   for (let p = 0; p < data.length; p++) if (data[p] < min) min = data[p];
   return min;
@@ -686,7 +700,13 @@ function shiftSlice(
 ): void {
   const si = axisSamples(cols, shiftI);
   const sj = axisSamples(rows, shiftJ);
-  const round = dst instanceof Int16Array;
+  if (src instanceof Int16Array && dst instanceof Int16Array) shiftSliceInt16(src, dst, offset, cols, rows, si, sj, fill);
+  else shiftSliceFloat32(src as Float32Array, dst as Float32Array, offset, cols, rows, si, sj, fill);
+}
+
+type AxisSamples = ReturnType<typeof axisSamples>;
+
+function shiftSliceInt16(src: Int16Array, dst: Int16Array, offset: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
   for (let j = 0; j < rows; j++) {
     const j0 = sj.index[j];
     const outRow = offset + j * cols;
@@ -707,8 +727,33 @@ function shiftSlice(
       const i1 = wi > 0 ? i0 + 1 : i0;
       const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
       const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
-      const value = top * (1 - wj) + bottom * wj;
-      dst[outRow + i] = round ? Math.round(value) : value;
+      dst[outRow + i] = Math.round(top * (1 - wj) + bottom * wj);
+    }
+  }
+}
+
+function shiftSliceFloat32(src: Float32Array, dst: Float32Array, offset: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
+  for (let j = 0; j < rows; j++) {
+    const j0 = sj.index[j];
+    const outRow = offset + j * cols;
+    if (j0 < 0) {
+      dst.fill(fill, outRow, outRow + cols);
+      continue;
+    }
+    const wj = sj.weight[j];
+    const row0 = offset + j0 * cols;
+    const row1 = wj > 0 ? row0 + cols : row0;
+    for (let i = 0; i < cols; i++) {
+      const i0 = si.index[i];
+      if (i0 < 0) {
+        dst[outRow + i] = fill;
+        continue;
+      }
+      const wi = si.weight[i];
+      const i1 = wi > 0 ? i0 + 1 : i0;
+      const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
+      const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
+      dst[outRow + i] = top * (1 - wj) + bottom * wj;
     }
   }
 }
@@ -794,7 +839,6 @@ function equalizeSpacing(data: VoxelArray, geometry: SeriesGeometry): Resampled 
   const spacingMm = extentMm / steps;
   const perSlice = geometry.slices[0].rows * geometry.slices[0].cols;
   const out = new (data.constructor as new (length: number) => VoxelArray)(perSlice * (steps + 1));
-  const round = out instanceof Int16Array;
   let below = 0;
   for (let m = 0; m <= steps; m++) {
     const at = m === steps ? extentMm : m * spacingMm;
@@ -805,12 +849,8 @@ function equalizeSpacing(data: VoxelArray, geometry: SeriesGeometry): Resampled 
     const o = m * perSlice;
     if (w < 1e-6) out.set(data.subarray(a, a + perSlice), o);
     else if (w > 1 - 1e-6) out.set(data.subarray(b, b + perSlice), o);
-    else {
-      for (let p = 0; p < perSlice; p++) {
-        const value = data[a + p] * (1 - w) + data[b + p] * w;
-        out[o + p] = round ? Math.round(value) : value;
-      }
-    }
+    else if (data instanceof Int16Array && out instanceof Int16Array) lerpSlicesInt16(data, a, b, out, o, perSlice, w);
+    else lerpSlicesFloat32(data as Float32Array, a, b, out as Float32Array, o, perSlice, w);
   }
   return {
     data: out,
@@ -822,6 +862,14 @@ function equalizeSpacing(data: VoxelArray, geometry: SeriesGeometry): Resampled 
       details: { minGapMm, maxGapMm, spacingMm, slicesIn: n, slicesOut: steps + 1 },
     },
   };
+}
+
+function lerpSlicesInt16(data: Int16Array, a: number, b: number, out: Int16Array, o: number, count: number, w: number): void {
+  for (let p = 0; p < count; p++) out[o + p] = Math.round(data[a + p] * (1 - w) + data[b + p] * w);
+}
+
+function lerpSlicesFloat32(data: Float32Array, a: number, b: number, out: Float32Array, o: number, count: number, w: number): void {
+  for (let p = 0; p < count; p++) out[o + p] = data[a + p] * (1 - w) + data[b + p] * w;
 }
 
 /** Voxel (i, j, k) of the stored stack → LPS mm, with k along `sliceStep`. */
