@@ -1,14 +1,15 @@
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { parse as parseCsv } from 'csv-parse/sync';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
 import { displayImageSpec, readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { openIndex } from '../ingest/open-index.js';
 import { IngestError } from '../ingest/errors.js';
+import { matchLabelsCsv, type LabelMatch } from '../ingest/labels-csv.js';
 import { indexVolumes, type IndexSummary, type VolumeOutcome } from '../ingest/indexer.js';
 import { keyImageGivesDisplay, type KeyImageReadOptions } from '../io/key-image.js';
+import { storageError, StoreError } from '../store/errors.js';
+import { takeWriterLock, type WriterLock } from '../ingest/writer-lock.js';
 import { indexExists } from '../store/index.js';
 import type { ApproximateIndexCalibration, ApproximateIndexReport } from '../store/types.js';
 import { DicomWebError } from '../source/dicomweb/errors.js';
@@ -40,33 +41,32 @@ interface IndexCommandOptions extends KeyImageCliOptions {
   minSlices?: number;
 }
 
-/**
- * Labels per file from a CSV with a `name` (file name, e.g. liver_0.nii.gz, as in the 3D-MIR files) or
- * `path` column; every other column becomes a label. Columns that would store free text about the patient
- * (captions) are the user's choice to include; nothing here adds identifiers.
- */
-export function labelsFromCsv(csvPath: string): (source: VolumeSourceRef) => Record<string, string | number> {
-  const rows = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
-  const byKey = new Map<string, Record<string, string | number>>();
-  for (const row of rows) {
-    const key = row.name ?? row.path;
-    if (!key) throw new InvalidArgumentError(`${csvPath}: needs a "name" or "path" column`);
-    const labels: Record<string, string | number> = {};
-    for (const [column, value] of Object.entries(row)) {
-      if (column === 'name' || column === 'path' || column === '' || value === '') continue;
-      labels[column] = parseLabel(`${column}=${value}`)[1];
-    }
-    byKey.set(key, labels);
-    byKey.set(basename(key), labels);
-  }
-  return (source) => byKey.get(source.path) ?? byKey.get(basename(source.path)) ?? {};
-}
-
 function outcomeLine(outcome: VolumeOutcome): string {
   const where = `${outcome.source.path}${outcome.source.seriesKey ? ` (series ${outcome.source.seriesKey})` : ''}`;
   if (outcome.status === 'added') return `  added      ${outcome.volumeId}  ${String(outcome.slices).padStart(5)} slices  ${where}${outcome.replaced.length ? `  (replaces ${outcome.replaced.join(', ')})` : ''}`;
   if (outcome.status === 'unchanged') return `  unchanged  ${outcome.volumeId}                ${where}`;
   return `  failed     ${where}: ${outcome.reason}`;
+}
+
+/**
+ * Creates the index folder (0700) when needed and takes its writer lock. A folder this run created is
+ * removed again on release when no index came to be in it (the encoder failed to open, say).
+ */
+function lockIndexDirectory(db: string): WriterLock {
+  if (existsSync(db) && !statSync(db).isDirectory()) throw new StoreError('NOT_FOUND', db, 'is a file; an index is a directory');
+  const created = !existsSync(db);
+  try {
+    mkdirSync(db, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw storageError(db, error);
+  }
+  const lock = takeWriterLock(db);
+  return {
+    release: () => {
+      lock.release();
+      if (created && !indexExists(db)) rmSync(db, { recursive: true, force: true });
+    },
+  };
 }
 
 export function registerIndex(program: Command): void {
@@ -97,16 +97,20 @@ export function registerIndex(program: Command): void {
     .option('--min-slices <n>', 'PACS: skip series with fewer instances', positiveInteger('--min-slices'));
   addKeyImageOptions(command).action(async (paths: string[], options: IndexCommandOptions) => {
       const fixedLabels = Object.fromEntries(options.label.map(parseLabel));
-      const csvLabels = options.labels ? labelsFromCsv(options.labels) : undefined;
       const requested: EncoderSpec | undefined = options.encoder || options.step || options.windows
         ? { encoder: options.encoder ?? readEncoderSpec(options.db)?.encoder ?? DEFAULT_ENCODER, ...(options.step ? { sliceStepMm: options.step } : {}), ...(options.windows ? { windows: options.windows } : {}) }
         : undefined;
       if (paths.some(isDicomWebUrl)) {
         if (paths.length !== 1) throw new DicomWebError('BAD_URL', 'mir3d index', 'a DICOMweb source is indexed on its own: give one dicomweb+http(s):// address and no files');
-        if (csvLabels) throw new DicomWebError('BAD_URL', 'mir3d index', '--labels matches files by name; a PACS source takes --label key=value');
+        if (options.labels) throw new DicomWebError('BAD_URL', 'mir3d index', '--labels matches files by name; a PACS source takes --label key=value');
         // Loaded only for a PACS: the HTTP client and multipart parser would slow every other start.
         const { indexFromDicomWeb } = await import('./index-dicomweb.js');
-        await indexFromDicomWeb(paths[0], requested, { ...options, labels: fixedLabels });
+        const lock = lockIndexDirectory(options.db);
+        try {
+          await indexFromDicomWeb(paths[0], requested, { ...options, labels: fixedLabels });
+        } finally {
+          lock.release();
+        }
         return;
       }
       const discovery = await discoverVolumes(paths, { includeMasks: options.includeMasks });
@@ -117,9 +121,19 @@ export function registerIndex(program: Command): void {
         throw new IngestError('NOTHING_TO_INDEX', `nothing to index: ${[...reasons, masks].filter(Boolean).join('; ') || 'no NIfTI file or DICOM series found'}${discovery.problems.length > 3 ? ` (and ${discovery.problems.length - 3} more)` : ''}`);
       }
       const chosen = await keyImageSpec(options, requested, discovery.sources);
-      const index = await openIndex(options.db, { ...(chosen.requested ? { spec: chosen.requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
+      // Matched (and ambiguous names refused) before the index is opened.
+      const csvLabels: LabelMatch | undefined = options.labels ? matchLabelsCsv(options.labels, paths, discovery.sources) : undefined;
+      const lock = lockIndexDirectory(options.db);
+      let index: Awaited<ReturnType<typeof openIndex>>;
+      let encoder: Awaited<ReturnType<typeof index.encoder>>;
+      try {
+        index = await openIndex(options.db, { ...(chosen.requested ? { spec: chosen.requested } : {}), onStatus: (m) => process.stderr.write(`${m}\n`) });
+        encoder = await index.encoder();
+      } catch (error) {
+        lock.release();
+        throw error;
+      }
       const { store } = index;
-      const encoder = await index.encoder();
 
       // First Ctrl-C: finish the volume in hand and stop cleanly; second: stop at once. Either way every
       // volume is wholly in the index or absent, and a rerun resumes.
@@ -140,7 +154,7 @@ export function registerIndex(program: Command): void {
         summary = await indexVolumes(discovery.sources, {
           store,
           encoder,
-          labelsFor: (source) => ({ ...(csvLabels?.(source) ?? {}), ...fixedLabels }),
+          labelsFor: (source) => ({ ...(csvLabels?.labelsFor(source) ?? {}), ...fixedLabels }),
           niftiModality: options.modality,
           readOptions: chosen.readOptions,
           batchSize: options.batch,
@@ -161,10 +175,11 @@ export function registerIndex(program: Command): void {
         progress.stop();
         process.off('SIGINT', onSigint);
         await index.close();
+        lock.release();
       }
       const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, maskFilesSkipped: discovery.maskFilesSkipped, otherFilesIgnored: discovery.otherFilesIgnored, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, ...(csvLabels ? { labels: { rows: csvLabels.rows, unmatchedRows: csvLabels.unmatchedRows, sourcesWithoutRow: csvLabels.sourcesWithoutRow } } : {}), maskFilesSkipped: discovery.maskFilesSkipped, otherFilesIgnored: discovery.otherFilesIgnored, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
       } else {
         const lines = summary.outcomes.map(outcomeLine);
         for (const p of problems) lines.push(`  failed     ${p.path}: ${p.reason}`);
@@ -176,6 +191,7 @@ export function registerIndex(program: Command): void {
           `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
           `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}${annSeconds !== undefined ? `; HNSW index updated in ${annSeconds.toFixed(1)} s` : ''}`,
           ...(ann?.calibration ? [calibrationLine(ann.calibration)] : []),
+          ...(csvLabels ? [labelsLine(options.labels ?? '', csvLabels)] : []),
         );
         process.stdout.write(`${lines.join('\n')}\n`);
       }
@@ -205,6 +221,11 @@ async function keyImageSpec(options: IndexCommandOptions, requested: EncoderSpec
   if (!display && Object.keys(given).length === 0) return { requested, readOptions: {} };
   const spec = display ? displayImageSpec(base) : base;
   return { requested: Object.keys(given).length > 0 ? { ...spec, keyImages: given } : spec, readOptions: given };
+}
+
+function labelsLine(csvPath: string, match: LabelMatch): string {
+  const unmatched = match.unmatchedRows.length;
+  return `labels ${csvPath}: ${match.rows - unmatched} of ${match.rows} rows matched a volume of this run; ${unmatched} matched no file${unmatched ? ` (${match.unmatchedRows.slice(0, 3).join(', ')}${unmatched > 3 ? ', …' : ''})` : ''}; ${match.sourcesWithoutRow} volume(s) had no row`;
 }
 
 function calibrationLine(c: ApproximateIndexCalibration): string {

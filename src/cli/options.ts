@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { labelValue } from '../ingest/labels-csv.js';
 import type { KeyImageReadOptions } from '../io/key-image.js';
 
 /** Parsers for command-line option values, shared by every command so they accept and refuse alike. */
@@ -34,10 +35,7 @@ export const collect = (value: string, previous: string[]): string[] => [...prev
 export function parseLabel(text: string): [string, string | number] {
   const at = text.indexOf('=');
   if (at <= 0) throw new InvalidArgumentError(`label "${text}" must look like key=value`);
-  const key = text.slice(0, at).trim();
-  const raw = text.slice(at + 1).trim();
-  const number = Number(raw);
-  return [key, raw !== '' && Number.isFinite(number) ? number : raw];
+  return [text.slice(0, at).trim(), labelValue(text.slice(at + 1).trim())];
 }
 
 /** `LOW:HIGH` in HU, LOW < HIGH (the display window an 8-bit key image was saved with). */

@@ -4,6 +4,7 @@ import type { Encoder } from '../encode/encoder.js';
 import { openEncoder, type OpenEncoderOptions } from '../encode/registry.js';
 import type { KeyImageReadOptions } from '../io/key-image.js';
 import { writeFileAtomic } from '../io/nifti-writer.js';
+import { storageError } from '../store/errors.js';
 
 /**
  * How to reopen the encoder an index was built with. The index pins the encoder's id (model hash +
@@ -36,7 +37,11 @@ export function readEncoderSpec(indexDir: string): EncoderSpec | undefined {
 }
 
 export async function writeEncoderSpec(indexDir: string, spec: EncoderSpec): Promise<void> {
-  await writeFileAtomic(join(indexDir, ENCODER_SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+  try {
+    await writeFileAtomic(join(indexDir, ENCODER_SPEC_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+  } catch (error) {
+    throw storageError(indexDir, error);
+  }
 }
 
 export async function openSpecEncoder(spec: EncoderSpec, onStatus?: (message: string) => void, extra: OpenEncoderOptions = {}): Promise<Encoder> {

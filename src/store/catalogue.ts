@@ -13,10 +13,10 @@
  * when another connection committed, `refresh` reports which volumes appeared and disappeared.
  */
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteArtifacts, SqliteState } from './artifacts.js';
-import { StoreError } from './errors.js';
+import { storageError, StoreError } from './errors.js';
 import { assertLittleEndian, blobOf, CREATE_TABLES, float32Of, float64Of, int32Of, PAGE_SIZE_BYTES, SCHEMA_VERSION } from './schema.js';
 import { POOLINGS, type Pooling, type StateEntry, type VolumeRecord, type VolumeVectors } from './types.js';
 
@@ -91,6 +91,9 @@ export class Catalogue {
     if (existsSync(dir) && !statSync(dir).isDirectory()) {
       throw new StoreError('NOT_FOUND', dir, 'is a file; an index is a directory (it holds index.sqlite and ann-*.usearch)');
     }
+    // A 0-byte index.sqlite (left by mir3d before index files were created under a temporary name, e.g.
+    // on a full disk) holds nothing; it is made anew instead of blocking every run as CORRUPT.
+    if (!readOnly && existsSync(file) && statSync(file).size === 0 && !existsSync(`${file}-wal`)) rmSync(file);
     const exists = existsSync(file);
     if (!exists) {
       if (readOnly) throw new StoreError('NOT_FOUND', dir, 'no index here (index.sqlite is missing)');
@@ -98,23 +101,22 @@ export class Catalogue {
         throw new StoreError('MISSING_ENCODER', dir, 'no index here yet; creating one needs the encoder id and the vector dimension');
       }
       if (!Number.isInteger(options.dim) || options.dim <= 0) throw new StoreError('DIM_MISMATCH', dir, `dimension must be a positive integer, got ${options.dim}`);
-      mkdirSync(dir, { recursive: true });
+      createIndexFile(dir, file, options.encoderId, options.dim);
     }
     let db: Database.Database;
     try {
-      db = new Database(file, { readonly: readOnly, fileMustExist: exists });
+      db = new Database(file, { readonly: readOnly, fileMustExist: true });
     } catch (cause) {
       throw new StoreError('CORRUPT', dir, `cannot open ${SQLITE_NAME}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     }
     try {
       db.pragma('busy_timeout = 10000');
       if (!readOnly) {
-        if (!exists) db.pragma(`page_size = ${PAGE_SIZE_BYTES}`);
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = FULL');
       }
       db.pragma('foreign_keys = ON');
-      const meta = readOrCreateMeta(db, dir, exists, readOnly, options);
+      const meta = readMeta(db, dir, readOnly, options);
       return new Catalogue(dir, db, meta.encoderId, meta.dim, readOnly);
     } catch (error) {
       db.close();
@@ -155,7 +157,7 @@ export class Catalogue {
   insertVolume(record: VolumeRecord, vectors: VolumeVectors, pooled: Record<Pooling, Float32Array>, state: readonly StateEntry[]): { entry: Entry; replaced?: Entry } {
     this.checkWritable();
     const s = this.statements;
-    const { key, oldKey } = this.db.transaction(() => {
+    const write = this.db.transaction(() => {
       const sameContent = s.volumeByContent.get(record.contentSha256) as VolumeRow | undefined;
       if (sameContent && sameContent.volume_id !== record.volumeId) {
         throw new StoreError('DUPLICATE_CONTENT', this.dir, `volume ${record.volumeId} has the same voxels as the indexed volume ${sameContent.volume_id}`);
@@ -168,7 +170,14 @@ export class Catalogue {
       for (const pooling of POOLINGS) s.insertPooled.run(key, pooling, blobOf(pooled[pooling]));
       if (state.length > 0) this.state.write(state);
       return { key, oldKey: old?.id };
-    }).immediate();
+    });
+    let written: { key: number; oldKey: number | undefined };
+    try {
+      written = write.immediate();
+    } catch (error) {
+      throw storageError(this.dir, error);
+    }
+    const { key, oldKey } = written;
     const replaced = oldKey !== undefined ? this.forget(oldKey) : undefined;
     // Copies: the caller may reuse its buffers.
     const entry: Entry = { key, record: copyRecord(record), sliceIndices: vectors.sliceIndices.slice(), zMm: vectors.zMm.slice() };
@@ -305,18 +314,47 @@ function optional<T>(value: T | undefined): T[] {
   return value === undefined ? [] : [value];
 }
 
-function readOrCreateMeta(db: Database.Database, dir: string, exists: boolean, readOnly: boolean, options: CatalogueOptions): { encoderId: string; dim: number } {
-  if (!exists) {
-    db.exec(CREATE_TABLES);
-    const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-    db.transaction(() => {
-      put.run('schema_version', String(SCHEMA_VERSION));
-      put.run('encoder_id', options.encoderId as string);
-      put.run('dim', String(options.dim));
-      put.run('created_at', new Date().toISOString());
-    })();
-    return { encoderId: options.encoderId as string, dim: options.dim as number };
+/**
+ * A new index is built under a temporary name and renamed into place once its tables and meta entries
+ * are written, so a full disk or a kill during creation never leaves a half-made index.sqlite that
+ * would block every later run. The folder is 0700 and the file 0600 (SQLite gives its -wal and -shm
+ * files the database's mode): the catalogue holds source paths the HTTP API never shows.
+ */
+function createIndexFile(dir: string, file: string, encoderId: string, dim: number): void {
+  const temporary = `${file}.creating`;
+  const cleanUp = (): void => {
+    for (const suffix of ['', '-journal', '-wal', '-shm']) rmSync(`${temporary}${suffix}`, { force: true });
+  };
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    cleanUp();
+    closeSync(openSync(temporary, 'wx', 0o600));
+    chmodSync(temporary, 0o600); // whatever the umask
+    const db = new Database(temporary, { fileMustExist: true });
+    try {
+      db.pragma(`page_size = ${PAGE_SIZE_BYTES}`);
+      db.pragma('synchronous = FULL');
+      db.exec(CREATE_TABLES);
+      const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+      db.transaction(() => {
+        put.run('schema_version', String(SCHEMA_VERSION));
+        put.run('encoder_id', encoderId);
+        put.run('dim', String(dim));
+        put.run('created_at', new Date().toISOString());
+      })();
+    } finally {
+      db.close();
+    }
+    renameSync(temporary, file);
+  } catch (error) {
+    cleanUp();
+    const known = storageError(dir, error);
+    if (known instanceof StoreError) throw known;
+    throw new StoreError('CORRUPT', dir, `cannot create ${SQLITE_NAME}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
+}
+
+function readMeta(db: Database.Database, dir: string, readOnly: boolean, options: CatalogueOptions): { encoderId: string; dim: number } {
   const rows = db.prepare('SELECT key, value FROM meta').all() as Array<{ key: string; value: string }>;
   const meta = new Map(rows.map((r) => [r.key, r.value]));
   const version = Number(meta.get('schema_version'));

@@ -28,7 +28,9 @@ export type StoreErrorCode =
   /** Any call after close(). */
   | 'CLOSED'
   /** The SQLite file cannot be opened or is not an index. */
-  | 'CORRUPT';
+  | 'CORRUPT'
+  /** The disk (or the quota) is full: nothing of the write was kept. */
+  | 'NO_SPACE';
 
 /** Codes about one volume's vectors; every other code concerns the index itself, so it is persistent. */
 const VOLUME_CODES: ReadonlySet<StoreErrorCode> = new Set(['BAD_VECTORS', 'DUPLICATE_CONTENT', 'BAD_QUERY']);
@@ -49,4 +51,16 @@ export class StoreError extends Mir3dError<StoreErrorCode> {
 
 export function isStoreError(value: unknown): value is StoreError {
   return value instanceof StoreError;
+}
+
+/**
+ * A failed SQLite or file write as a StoreError: a full disk is the user's to fix (one line, and it stops
+ * an indexing run, since every later volume would fail alike); anything else is returned unchanged.
+ */
+export function storageError(dir: string, cause: unknown): unknown {
+  const code = (cause as { code?: unknown }).code;
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StoreError('NO_SPACE', dir, 'the disk is full: nothing of this write was kept; free space and run again (finished volumes stay indexed)', { cause });
+  }
+  return cause;
 }
