@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { writeNifti } from '../src/io/nifti-writer.js';
-import { generatePhantom } from '../src/phantom/index.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 

@@ -4,7 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import { evaluateTextRetrieval, textEvalMarkdown, TEXT_EVAL_LISTS } from '../eval/text-eval.js';
 import { discoverVolumes } from '../ingest/discover.js';
 import { indexVolumes } from '../ingest/indexer.js';
-import { labelsFromCsv } from './index-command.js';
+import { matchLabelsCsv } from '../ingest/labels-csv.js';
 import { openIndex } from '../ingest/open-index.js';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { readFileSync } from 'node:fs';
@@ -46,7 +46,7 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
   const encoder = await index.encoder();
   try {
     const bar = startProgress('indexing', discovery.sources.length, 'volumes', options.progress);
-    const summary = await indexVolumes(discovery.sources, { store, encoder, labelsFor: labelsFromCsv(csvPath), onProgress: (p) => bar.update(p.volumesDone) });
+    const summary = await indexVolumes(discovery.sources, { store, encoder, labelsFor: matchLabelsCsv(csvPath, [], discovery.sources).labelsFor, onProgress: (p) => bar.update(p.volumesDone) });
     bar.stop();
     if (summary.failed > 0) process.stderr.write(`${summary.failed} file(s) could not be indexed and are left out\n`);
     const folds = options.folds ?? 5;
