@@ -1,4 +1,4 @@
-import { poolVectors } from '../store/pooling.js';
+import { poolVectors } from '../store/index.js';
 import type { Pooling, SliceHit, Store, VolumeFilter, VolumeVectors } from '../store/types.js';
 import { aggregateSliceHits } from './aggregate.js';
 import { SearchError, checkPositiveInteger } from './errors.js';

@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, writeNifti } from '../io/nifti-writer.js';
+import { writeLiverTask } from './decathlon-task.js';
 import { spacingFromAffine } from '../io/orientation.js';
 import { readVolume } from '../io/read.js';
 import type { Vec3, Volume } from '../io/volume.js';
 import { randomStream } from './random.js';
-import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../labels/threedmir-csv.js';
 import { measureTumours, tumourSummaryOf, type GroupRule, type TumourSummary } from '../labels/tumours.js';
 import { type Scan, type LesionRequest, type PlacedLesion, cropSlices, blockAverage, placeLesions, drawLesions, addNoise, toInt16 } from './scan-edit.js';
 
@@ -356,31 +356,7 @@ export async function buildDevBenchmark(sharedDataDir: string, outDir: string, o
     }
   }
 
-  const dataset = {
-    name: 'DevLiver',
-    description: 'mir3d development benchmark: variants of a few real CTs with real and inserted liver lesions; see README.md',
-    reference: 'derived from 3D-IRCADb-01 (IRCAD), TotalSegmentator test files (Apache-2.0), dcm_qa_ct (BSD-2-Clause)',
-    tensorImageSize: '3D',
-    modality: { '0': 'CT' },
-    labels: { '0': 'background', '1': 'liver', '2': 'cancer' },
-    numTraining: cases.length,
-    numTest: 0,
-    training: cases.map((c) => ({ image: `./imagesTr/${c.name}`, label: `./labelsTr/${c.name}` })),
-    test: [],
-  };
-  await writeFileAtomic(join(taskDir, 'dataset.json'), JSON.stringify(dataset, null, 2) + '\n');
-  const rows: ThreeDMirRow[] = cases.map((c) => ({
-    name: c.name,
-    organ: c.organ,
-    maxTumorSizeCm: Number(c.labels.maxTumorSizeCm.toFixed(6)),
-    numberTumors: c.labels.numberTumors,
-    lesionGroup: c.labels.lesionGroup,
-    cancerFlag: c.labels.cancerFlag,
-    captions: [captionOf(c.organ, 'liver', c.labels.maxTumorSizeCm, c.labels.numberTumors)],
-  }));
-  await writeFileAtomic(join(csvDir, 'liver_labels_and_captions.csv'), formatThreeDMirLabels(rows));
-  await writeFileAtomic(join(csvDir, 'liver_full_train_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'train').map((c) => c.name), 'training'));
-  await writeFileAtomic(join(csvDir, 'liver_full_test_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'test').map((c) => c.name), 'testing'));
+  await writeLiverTask(cases, { taskDir, csvDir }, { name: 'DevLiver', description: 'mir3d development benchmark: variants of a few real CTs with real and inserted liver lesions; see README.md', reference: 'derived from 3D-IRCADb-01 (IRCAD), TotalSegmentator test files (Apache-2.0), dcm_qa_ct (BSD-2-Clause)' });
 
   const manifest: DevBenchManifest = {
     schema: 'mir3d-devbench/1',

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, writeNifti } from '../io/nifti-writer.js';
+import { writeLiverTask } from './decathlon-task.js';
 import { spacingFromAffine } from '../io/orientation.js';
 import type { GroupRule, TumourSummary } from '../labels/lesion-groups.js';
-import { captionOf, formatThreeDMirLabels, formatThreeDMirSplit, type ThreeDMirRow } from '../labels/threedmir-csv.js';
 import { measureTumours, tumourSummaryOf } from '../labels/tumours.js';
 import { demoPlan } from './demo-plan.js';
 import { generatePhantom } from './phantom.js';
@@ -113,30 +113,7 @@ export async function buildPhantomBenchmark(outDir: string, options: PhantomBenc
     progress(`wrote ${name} (${dims.join('×')}, group ${cases[cases.length - 1].labels.lesionGroup})`);
   }
 
-  const dataset = {
-    name: 'PhantomLiver',
-    description: 'mir3d phantom benchmark: generated CT-like phantoms with known organs and liver lesions',
-    tensorImageSize: '3D',
-    modality: { '0': 'CT' },
-    labels: { '0': 'background', '1': 'liver', '2': 'cancer' },
-    numTraining: cases.length,
-    numTest: 0,
-    training: cases.map((c) => ({ image: `./imagesTr/${c.name}`, label: `./labelsTr/${c.name}` })),
-    test: [],
-  };
-  await writeFileAtomic(join(taskDir, 'dataset.json'), JSON.stringify(dataset, null, 2) + '\n');
-  const rows: ThreeDMirRow[] = cases.map((c) => ({
-    name: c.name,
-    organ: 'liver',
-    maxTumorSizeCm: Number(c.labels.maxTumorSizeCm.toFixed(6)),
-    numberTumors: c.labels.numberTumors,
-    lesionGroup: c.labels.lesionGroup,
-    cancerFlag: c.labels.cancerFlag,
-    captions: [captionOf('liver', 'liver', c.labels.maxTumorSizeCm, c.labels.numberTumors)],
-  }));
-  await writeFileAtomic(join(csvDir, 'liver_labels_and_captions.csv'), formatThreeDMirLabels(rows));
-  await writeFileAtomic(join(csvDir, 'liver_full_train_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'train').map((c) => c.name), 'training'));
-  await writeFileAtomic(join(csvDir, 'liver_full_test_split.csv'), formatThreeDMirSplit(cases.filter((c) => c.split === 'test').map((c) => c.name), 'testing'));
+  await writeLiverTask(cases.map((c) => ({ ...c, organ: 'liver' })), { taskDir, csvDir }, { name: 'PhantomLiver', description: 'mir3d phantom benchmark: generated CT-like phantoms with known organs and liver lesions' });
   const manifest: PhantomBenchManifest = { schema: 'mir3d-phantom-bench/1', count, seed, matrix, groupRule, taskDir, csvDir, cases, buildSeconds: (performance.now() - started) / 1000 };
   await writeFileAtomic(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   await writeFile(
