@@ -47,10 +47,20 @@ export interface SearchParams {
   matches?: boolean;
 }
 
-/** POST /api/search: the query is an indexed volume or a kept upload. */
+/** A series in the PACS the server is connected to (`mir3d serve --pacs`, else the one the index was
+ * synced from): fetched over DICOMweb and embedded, never added to the index. Without a series UID, the
+ * study's CT series with the most instances. The server's own credentials are used; a request never
+ * names an address or carries credentials. */
+export interface DicomWebQuery {
+  studyInstanceUid: string;
+  seriesInstanceUid?: string;
+}
+
+/** POST /api/search: the query is an indexed volume, a kept upload, or a series in the PACS. */
 export interface SearchBody extends SearchParams {
   volumeId?: string;
   uploadId?: string;
+  dicomweb?: DicomWebQuery;
 }
 
 export interface QueryInfo {
@@ -81,6 +91,16 @@ export interface RegionInfo {
   zEndMm: number;
 }
 
+/** Where a viewer opens a PACS-sourced result at its match (`mir3d serve --viewer-url` template). */
+export interface ViewerLinkInfo {
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+  /** The instance nearest the result's best-matching slice. */
+  sopInstanceUid: string;
+  /** The template filled in; absent when the server has no template. */
+  url?: string;
+}
+
 export interface ApiSearchResult {
   rank: number;
   volumeId: string;
@@ -96,6 +116,8 @@ export interface ApiSearchResult {
   dims: Vec3;
   spacingMm: Vec3;
   modality: string;
+  /** Only for volumes indexed from a PACS. */
+  viewer?: ViewerLinkInfo;
 }
 
 export interface SearchOptionsInfo {
@@ -114,6 +136,8 @@ export interface SearchResponse {
   options: SearchOptionsInfo;
   timings: { queryMs: number; searchMs: number };
   results: ApiSearchResult[];
+  /** Why PACS results carry no viewer link this time (the PACS could not resolve pseudonymized UIDs). */
+  viewerLinkProblem?: string;
 }
 
 /** An indexed volume as the API shows it. No source path (folder names often carry patient names), no
@@ -174,6 +198,8 @@ export interface IndexInfo {
   /** Names of the window presets (as `window=` of the thumbnail routes). */
   windows: string[];
   canEmbedUploads: boolean;
+  /** The server has a PACS: searches may name a series in it (`dicomweb`). */
+  canSearchPacs?: boolean;
   limits: { maxUploadBytes: number };
   /** How the page draws: window presets and the colours of query and match. */
   display: { windows: WindowPreset[]; colors: { query: Rgb; match: Rgb } };

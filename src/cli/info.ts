@@ -1,10 +1,13 @@
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { listDicomSeries, type DicomSeriesSummary } from '../io/dicom.js';
+import { listDicomSeries, seriesKeyOf, type DicomSeriesSummary } from '../io/dicom.js';
 import { CANONICAL_ORIENTATION, applyAffine } from '../io/orientation.js';
 import { readVolume } from '../io/read.js';
 import type { Correction, Volume } from '../io/volume.js';
 import { canonicalInt16Sha256, intensityRange } from '../io/volume-stats.js';
+import { DicomWebError } from '../source/dicomweb/errors.js';
+import { isDicomWebUrl, parseDicomWebUrl } from '../source/dicomweb/url.js';
+import type { DicomWebCliOptions } from './dicomweb-options.js';
 import { addKeyImageOptions, keyImageReadOptions, type KeyImageCliOptions } from './options.js';
 
 /** What `mir3d info` reports. Deliberately no patient name, ID, birth date or raw UID. */
@@ -89,10 +92,17 @@ export function registerInfo(program: Command): void {
   const command = program
     .command('info')
     .description('Describe a volume (NIfTI file, DICOM series directory or PNG/JPEG key image): geometry, orientation, HU range, hash')
-    .argument('<path>', 'NIfTI file (.nii, .nii.gz), directory holding a DICOM series, or a PNG/JPEG key image')
+    .argument('<path>', 'NIfTI file (.nii, .nii.gz), directory holding a DICOM series, a PNG/JPEG key image, or a PACS series: dicomweb+http(s)://HOST/ROOT/studies/UID[/series/UID]')
     .option('--series <key>', 'series key, when a DICOM directory holds several series')
-    .option('--json', 'print JSON');
-  addKeyImageOptions(command).action(async (path: string, options: { series?: string; json?: boolean } & KeyImageCliOptions) => {
+    .option('--json', 'print JSON')
+    .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
+    .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https');
+  addKeyImageOptions(command).action(async (path: string, options: { series?: string; json?: boolean } & KeyImageCliOptions & DicomWebCliOptions) => {
+      if (isDicomWebUrl(path)) {
+        const info = describeVolume(await readPacsSeries(path, options));
+        process.stdout.write(options.json ? `${JSON.stringify(info, null, 2)}\n` : `${formatVolumeInfo(info)}\n`);
+        return;
+      }
       if (!options.series && (await isDirectory(path))) {
         const series = await listDicomSeries(path);
         if (series.length > 1) {
@@ -108,6 +118,21 @@ export function registerInfo(program: Command): void {
       const info = describeVolume(volume);
       process.stdout.write(options.json ? `${JSON.stringify(info, null, 2)}\n` : `${formatVolumeInfo(info)}\n`);
     });
+}
+
+/** A PACS series decoded in memory by the same reader as files (so the hash is the files' hash). Its
+ * path is the DICOMweb root and the series' pseudonymous key: no UID is printed. */
+async function readPacsSeries(url: string, options: DicomWebCliOptions): Promise<Volume> {
+  const address = parseDicomWebUrl(url);
+  if (!address.studyInstanceUid) throw new DicomWebError('BAD_URL', address.endpoint.display, 'name the series: …/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>]');
+  // Loaded only for a PACS address: the HTTP client would slow every other start.
+  const [{ dicomWebClient }, { fetchQuerySeries }] = await Promise.all([import('./dicomweb-client.js'), import('../ingest/dicomweb-fetch.js')]);
+  const client = dicomWebClient(address.endpoint, options);
+  try {
+    return (await fetchQuerySeries(client, address.studyInstanceUid, address.seriesInstanceUid, seriesKeyOf)).volume;
+  } finally {
+    await client.close();
+  }
 }
 
 async function isDirectory(path: string): Promise<boolean> {

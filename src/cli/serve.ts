@@ -17,6 +17,11 @@ interface ServeCommandOptions {
   searchQueue: number;
   searchTimeoutS: number;
   log?: boolean;
+  pacs?: string;
+  viewerUrl?: string;
+  credentials?: string;
+  caFile?: string;
+  pseudonymize?: string;
 }
 
 const portNumber = (value: string): number => {
@@ -89,6 +94,11 @@ export function registerServe(program: Command): void {
     .option('--search-queue <n>', 'searches that may wait for a worker before 503 BUSY', positiveInteger('--search-queue', 0), 64)
     .option('--search-timeout-s <s>', 'longest a search waits for a worker before 503', seconds('--search-timeout-s'), 20)
     .option('--log', 'print one line per request')
+    .option('--pacs <url>', 'PACS to search by series UID: dicomweb+http(s)://HOST/ROOT (default: the one the index was synced from)')
+    .option('--viewer-url <template>', 'viewer link for PACS results, {study} {series} {sop} (default: the one given at index time)')
+    .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
+    .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https')
+    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links')
     .action(async (options: ServeCommandOptions) => {
       const dbDir = resolve(options.db);
       const serverOptions: ServerOptions = {
@@ -106,6 +116,13 @@ export function registerServe(program: Command): void {
           searchQueueTimeoutMs: Math.round(options.searchTimeoutS * 1000),
         },
         ...(options.log ? { logRequest: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+        pacs: {
+          ...(options.pacs !== undefined ? { url: options.pacs } : {}),
+          ...(options.viewerUrl !== undefined ? { viewerTemplate: options.viewerUrl } : {}),
+          ...(options.credentials !== undefined ? { credentialsFile: resolve(options.credentials) } : {}),
+          ...(options.caFile !== undefined ? { caFile: resolve(options.caFile) } : {}),
+          ...(options.pseudonymize !== undefined ? { pseudonymizeFile: resolve(options.pseudonymize) } : {}),
+        },
       };
       // Loaded here, not at the top: Fastify and its plugins would add ~0.3 s to every other command.
       const { ServerConfigError, startServer } = await import('../server/app.js');

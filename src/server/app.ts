@@ -17,6 +17,7 @@ import { DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, type TokenFile } from './auth.js';
 import { ApiError, errorBody, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
+import { pacsConfigOf, type PacsConfig, type ServerPacsOptions } from './pacs.js';
 import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
 import { DEFAULT_MAX_QUEUED, DEFAULT_QUEUE_TIMEOUT_MS, SearchPool } from './search-pool.js';
 import { SearchService, type SearchBody, type SearchParams } from './search-service.js';
@@ -90,6 +91,8 @@ export interface ServerOptions {
   logRequest?: (line: string) => void;
   /** Called with unexpected errors (stack traces); default stderr. */
   logError?: (line: string) => void;
+  /** The PACS searched by series UID and linked back to (default: the one the index was synced from). */
+  pacs?: ServerPacsOptions;
 }
 
 export class ServerConfigError extends Mir3dError<'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE'> {
@@ -118,6 +121,7 @@ interface AppContext {
   token?: string;
   limits: ServerLimits;
   options: ServerOptions;
+  pacs?: PacsConfig;
 }
 
 /** Status and code for Fastify's and its plugins' own refusals. */
@@ -200,8 +204,9 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     maxQueued: limits.searchQueueLength,
     queueTimeoutMs: limits.searchQueueTimeoutMs,
     logError,
+    ...(context.pacs ? { pacs: context.pacs } : {}),
   });
-  const searches = new SearchService({ store, volumes, pool });
+  const searches = new SearchService({ store, volumes, pool, hasPacs: context.pacs !== undefined });
   /** Uploads hold a temp file of up to maxUploadBytes each until read. */
   const uploadLimiter = new Limiter('upload', 2, 4);
   const startedAt = Date.now();
@@ -311,6 +316,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
       methods: [...SEARCH_METHODS],
       windows: WINDOW_NAMES,
       canEmbedUploads: index.canOpenEncoder,
+      canSearchPacs: context.pacs !== undefined,
       limits: { maxUploadBytes: limits.maxUploadBytes },
       display: { windows: WINDOW_PRESETS, colors: { query: QUERY_COLOR, match: MATCH_COLOR } },
     };
@@ -435,7 +441,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const index = await openIndex(options.dbDir, { readOnly: true });
   let app: FastifyInstance;
   try {
-    app = await buildApp({ index, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options });
+    const pacs = await pacsConfigOf(index.store, options.pacs);
+    app = await buildApp({ index, ...(tokenFile ? { token: tokenFile.token } : {}), limits, options, ...(pacs ? { pacs } : {}) });
     app.addHook('onClose', async () => index.close());
     await app.listen({ host, port });
   } catch (error) {

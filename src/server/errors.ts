@@ -2,6 +2,7 @@ import { EncoderError } from '../encode/errors.js';
 import { isExpectedError, Mir3dError } from '../errors.js';
 import { VolumeReadError } from '../io/errors.js';
 import { SearchError } from '../search/errors.js';
+import { DicomWebError } from '../source/dicomweb/errors.js';
 import { StoreError } from '../store/errors.js';
 
 /**
@@ -42,6 +43,16 @@ const SEARCH_STATUS: Record<string, number> = {
   KERNEL_OUTPUT: 500,
 };
 
+/** The PACS behind the server: a series it does not hold is the client's 404; the PACS down, refusing
+ * the server's credentials or answering wrongly is a bad gateway (502), not the client's fault. Codes
+ * get a PACS_ prefix so a client tells "no such series" from "no such route". */
+const DICOMWEB_STATUS: Record<string, number> = {
+  NOT_FOUND: 404,
+  BAD_URL: 400,
+  TOO_LARGE: 413,
+  CREDENTIALS: 503,
+};
+
 const STORE_STATUS: Record<string, number> = {
   BAD_QUERY: 400,
   NOT_FOUND: 503,
@@ -65,6 +76,7 @@ export function toApiError(error: unknown, context: { volumeFromClient?: boolean
     return new ApiError(status, error.code, error.detail);
   }
   if (error instanceof SearchError) return new ApiError(SEARCH_STATUS[error.code] ?? 400, error.code, error.message);
+  if (error instanceof DicomWebError) return new ApiError(DICOMWEB_STATUS[error.code] ?? 502, `PACS_${error.code}`, error.message.split('\n')[0]);
   if (error instanceof StoreError) return new ApiError(STORE_STATUS[error.code] ?? 500, error.code, error.detail);
   if (error instanceof EncoderError) {
     if (error.code === 'BAD_BATCH' || error.code === 'INCOMPATIBLE_INPUT') return new ApiError(422, error.code, error.detail);

@@ -107,6 +107,24 @@ export const searchParamProperties = {
   matches: { type: 'boolean', description: 'return every slice match (default false)' },
 } as const;
 
+/** A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1). */
+const uidSchema = { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64 } as const;
+
+const dicomWebQuerySchema = {
+  type: 'object',
+  description: "a series in the server's PACS (fetched, embedded, not added to the index); without seriesInstanceUid, the study's CT series with the most instances",
+  properties: { studyInstanceUid: uidSchema, seriesInstanceUid: uidSchema },
+  required: ['studyInstanceUid'],
+  additionalProperties: false,
+} as const;
+
+const viewerLinkSchema = {
+  type: 'object',
+  description: 'for results indexed from a PACS: the UIDs of the best-matching slice and the viewer link (mir3d serve --viewer-url)',
+  properties: { studyInstanceUid: { type: 'string' }, seriesInstanceUid: { type: 'string' }, sopInstanceUid: { type: 'string' }, url: { type: 'string' } },
+  required: ['studyInstanceUid', 'seriesInstanceUid', 'sopInstanceUid'],
+} as const;
+
 const searchResponseSchema = {
   type: 'object',
   properties: {
@@ -159,10 +177,12 @@ const searchResponseSchema = {
           dims: vec3Int,
           spacingMm: vec3,
           modality: { type: 'string' },
+          viewer: viewerLinkSchema,
         },
         required: ['rank', 'volumeId', 'score', 'matchCount', 'labels', 'dims', 'spacingMm', 'modality'],
       },
     },
+    viewerLinkProblem: { type: 'string', description: 'why PACS results carry no viewer link this time' },
   },
   required: ['query', 'options', 'timings', 'results'],
 } as const;
@@ -248,6 +268,7 @@ export const routeSchemas = {
           methods: { type: 'array', items: { type: 'string' } },
           windows: { type: 'array', items: { type: 'string' } },
           canEmbedUploads: { type: 'boolean' },
+          canSearchPacs: { type: 'boolean', description: 'the server has a PACS: POST /api/search takes dicomweb' },
           limits: { type: 'object', properties: { maxUploadBytes: { type: 'integer' } } },
           display: {
             type: 'object',
@@ -345,12 +366,13 @@ export const routeSchemas = {
   },
   search: {
     tags: ['search'],
-    summary: 'Search with an indexed volume or an earlier upload, optionally a slab of it',
+    summary: 'Search with an indexed volume, an earlier upload or a series in the PACS, optionally a slab of it',
     body: {
       type: 'object',
       properties: {
         volumeId: { type: 'string', pattern: VOLUME_ID_PATTERN, description: 'query with this indexed volume' },
         uploadId: { type: 'string', pattern: UPLOAD_ID_PATTERN, description: 'or with this upload' },
+        dicomweb: dicomWebQuerySchema,
         ...searchParamProperties,
       },
       additionalProperties: false,

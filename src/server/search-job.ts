@@ -8,12 +8,15 @@ import type { MaxSimKernel } from '../search/late-interaction.js';
 import type { SearchResult } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import type { ApiSearchResult, SearchBody, SearchResponse } from '../api/contract.js';
-import { toApiError } from './errors.js';
+import type { ViewerLinkInfo } from '../source/dicomweb/links.js';
+import { ApiError, toApiError } from './errors.js';
+import type { PacsAccess } from './pacs.js';
 import { middleMatch } from './search-service.js';
 
 /**
- * One search as a search worker runs it: the query resolved (an indexed volume's stored rows, or an
- * uploaded volume embedded with the index's encoder), the search, and the results shaped for the API.
+ * One search as a search worker runs it: the query resolved (an indexed volume's stored rows, an
+ * uploaded volume embedded with the index's encoder, or a series fetched from the server's PACS and
+ * embedded), the search, and the results shaped for the API, with viewer links for PACS-sourced ones.
  * Everything a job carries is structured-clonable, so it crosses into a worker thread as it is.
  */
 
@@ -27,6 +30,8 @@ export interface EmbeddedSlices {
 
 export type SearchJob =
   | { kind: 'indexed'; body: SearchBody }
+  /** A series in the server's PACS (`body.dicomweb`), fetched by the worker that runs the search. */
+  | { kind: 'dicomweb'; body: SearchBody }
   | {
       kind: 'upload';
       body: SearchParams;
@@ -54,6 +59,8 @@ export interface SearchJobContext {
   feeder?: SliceFeeder;
   /** MaxSim kernel for re-ranking and localization (a search worker's is sized to its share of the cores). */
   maxSim?: MaxSimKernel;
+  /** The server's PACS: fetches PACS queries, links PACS-sourced results back to the viewer. */
+  pacs?: PacsAccess;
 }
 
 export async function runSearchJob(context: SearchJobContext, job: SearchJob): Promise<SearchJobResult> {
@@ -64,7 +71,7 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
     sliceIndices.forEach((k, row) => cache.set(k, { vector: vectors.subarray(row * dim, (row + 1) * dim), zMm: zMm[row] }));
   }
   const known = new Set(cache.keys());
-  const source: QuerySource = job.kind === 'indexed' ? { kind: 'indexed', volumeId: job.body.volumeId! } : { kind: 'volume', volume: job.volume, record: job.record, embedded: cache };
+  const source = sourceOf(job, cache, context.pacs);
   let request: SearchRequest;
   try {
     request = searchRequestOf(source, job.body);
@@ -76,7 +83,8 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
   const { resolved, results, timings } = await runSearch(request, { store: context.store, encoder: context.encoder, ...(context.feeder ? { feeder: context.feeder } : {}) });
   const { query, sliceIndices } = resolved;
   const zs = query.zMm ? Array.from(query.zMm) : [];
-  const queryVolumeId = job.kind === 'indexed' ? job.body.volumeId : (job.record?.volumeId ?? resolved.record?.volumeId);
+  const queryVolumeId = job.kind === 'indexed' ? job.body.volumeId : job.kind === 'upload' ? (job.record?.volumeId ?? resolved.record?.volumeId) : resolved.record?.volumeId;
+  const viewer = context.pacs ? await context.pacs.links(context.store, results) : undefined;
   const response: SearchResponse = {
     query: {
       ...(queryVolumeId !== undefined ? { volumeId: queryVolumeId } : {}),
@@ -97,7 +105,8 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
       ...(searchOptions.fuseWith ? { fuse: searchOptions.fuseWith.method, fusion: searchOptions.fuseWith.fusion } : {}),
     },
     timings,
-    results: results.map((r) => shapeResult(context.store, r, sliceIndices, job.body.matches ?? false)),
+    results: results.map((r) => shapeResult(context.store, r, sliceIndices, job.body.matches ?? false, viewer?.links.get(r.volumeId))),
+    ...(viewer?.problem ? { viewerLinkProblem: viewer.problem } : {}),
   };
   // The slices this search embedded go back to the caller, which keeps them with the upload.
   const fresh = [...cache.entries()].filter(([k]) => !known.has(k));
@@ -108,7 +117,21 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
   return { response, embedded: { sliceIndices: Int32Array.from(fresh.map(([k]) => k)), vectors, zMm: Float64Array.from(fresh.map(([, slice]) => slice.zMm)) } };
 }
 
-function shapeResult(store: Store, result: SearchResult, querySlices: number[], withMatches: boolean): ApiSearchResult {
+function sourceOf(job: SearchJob, cache: EmbeddedSliceCache, pacs: PacsAccess | undefined): QuerySource {
+  switch (job.kind) {
+    case 'indexed':
+      return { kind: 'indexed', volumeId: job.body.volumeId! };
+    case 'upload':
+      return { kind: 'volume', volume: job.volume, record: job.record, embedded: cache };
+    case 'dicomweb': {
+      const query = job.body.dicomweb!;
+      if (!pacs) throw new ApiError(400, 'NO_PACS', 'this server has no PACS (start mir3d serve with --pacs dicomweb+http(s)://HOST/ROOT, or serve an index synced from one)');
+      return { kind: 'dicomweb', client: pacs.client(), studyInstanceUid: query.studyInstanceUid, ...(query.seriesInstanceUid ? { seriesInstanceUid: query.seriesInstanceUid } : {}) };
+    }
+  }
+}
+
+function shapeResult(store: Store, result: SearchResult, querySlices: number[], withMatches: boolean, viewer: ViewerLinkInfo | undefined): ApiSearchResult {
   const record = store.getVolume(result.volumeId);
   const middle = middleMatch(result.matches, querySlices);
   return {
@@ -123,5 +146,6 @@ function shapeResult(store: Store, result: SearchResult, querySlices: number[], 
     dims: record ? [...record.dims] : [0, 0, 0],
     spacingMm: record ? [...record.spacingMm] : [0, 0, 0],
     modality: record?.modality ?? 'unknown',
+    ...(viewer ? { viewer: { ...viewer } } : {}),
   };
 }

@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { SearchQueueInfo } from '../api/contract.js';
 import { ApiError } from './errors.js';
 import type { SearchJob, SearchJobResult } from './search-job.js';
+import type { PacsConfig } from './pacs.js';
 import type { SearchWorkerConfig, SearchWorkerRequest, SearchWorkerResponse } from './search-worker.js';
 
 /**
@@ -31,6 +32,8 @@ export interface SearchPoolOptions {
   queueTimeoutMs?: number;
   /** Unexpected errors inside a worker (stack traces). */
   logError?: (line: string) => void;
+  /** The server's PACS, for searches by a PACS series and viewer links. */
+  pacs?: PacsConfig;
 }
 
 export const DEFAULT_MAX_QUEUED = 64;
@@ -158,7 +161,7 @@ export class SearchPool {
   }
 
   private spawn(): Slot {
-    const config: SearchWorkerConfig = { dbDir: this.options.dbDir, threads: this.threadsPerWorker };
+    const config: SearchWorkerConfig = { dbDir: this.options.dbDir, threads: this.threadsPerWorker, ...(this.options.pacs ? { pacs: this.options.pacs } : {}) };
     const worker = new Worker(new URL('./search-worker.js', import.meta.url), { workerData: config });
     // Idle workers must not keep a finished process alive (close() terminates them anyway).
     worker.unref();

@@ -33,7 +33,8 @@ const contractMatchesLibrary: [
   Same<SliceMatch, Contract.SliceMatchInfo>,
   // Every HTTP parameter is one the query stage understands (the stage has more: a mask, a scope).
   Assignable<Omit<Contract.SearchParams, 'matches'>, QuerySearchParams>,
-] = [true, true, true, true, true];
+  Same<import('../source/dicomweb/links.js').ViewerLinkInfo, Contract.ViewerLinkInfo>,
+] = [true, true, true, true, true, true];
 void contractMatchesLibrary;
 
 /** The query stage's range of a request; its refusals as API errors (400). */
@@ -74,16 +75,23 @@ export interface SearchServiceOptions {
   store: Store;
   volumes: VolumeService;
   pool: SearchPool;
+  /** Whether the server has a PACS to fetch `dicomweb` queries from. */
+  hasPacs?: boolean;
 }
 
 export class SearchService {
   constructor(private readonly options: SearchServiceOptions) {}
 
-  /** Searches with an indexed volume (`volumeId`), a kept upload (`uploadId`), or an upload received
-   * with this request (`upload`, which then takes the place of both), on the search pool. */
+  /** Searches with an indexed volume (`volumeId`), a kept upload (`uploadId`), a series in the PACS
+   * (`dicomweb`), or an upload received with this request (`upload`, which then takes the place of
+   * all), on the search pool. */
   async run(body: SearchBody, received?: UploadedVolume, signal?: AbortSignal): Promise<SearchResponse> {
-    if (!received && (body.volumeId === undefined) === (body.uploadId === undefined)) {
-      throw new ApiError(400, 'BAD_QUERY', 'give exactly one of volumeId (an indexed volume) or uploadId (from POST /api/uploads)');
+    const named = [body.volumeId, body.uploadId, body.dicomweb].filter((v) => v !== undefined).length;
+    if (!received && named !== 1) {
+      throw new ApiError(400, 'BAD_QUERY', 'give exactly one of volumeId (an indexed volume), uploadId (from POST /api/uploads) or dicomweb ({studyInstanceUid, seriesInstanceUid}: a series in the PACS)');
+    }
+    if (body.dicomweb !== undefined && !this.options.hasPacs) {
+      throw new ApiError(400, 'NO_PACS', 'this server has no PACS (start mir3d serve with --pacs dicomweb+http(s)://HOST/ROOT, or serve an index synced from one)');
     }
     // Refuse a malformed request here, before it takes a place in the queue.
     rangeOf(body);
@@ -91,8 +99,8 @@ export class SearchService {
     const { volumes, pool } = this.options;
     if (!received && body.volumeId !== undefined) volumes.record(body.volumeId);
     const upload = received ?? (body.uploadId !== undefined ? volumes.upload(body.uploadId) : undefined);
-    if (!upload) return (await pool.run({ kind: 'indexed', body }, signal)).response;
-    const { volumeId: _volumeId, uploadId: _uploadId, ...params } = body;
+    if (!upload) return (await pool.run({ kind: body.dicomweb !== undefined ? 'dicomweb' : 'indexed', body }, signal)).response;
+    const { volumeId: _volumeId, uploadId: _uploadId, dicomweb: _dicomweb, ...params } = body;
     const result = await pool.run(
       {
         kind: 'upload',

@@ -3,6 +3,7 @@ import { maxSimilarityPerSegment } from '../compute/index.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
 import { openIndex } from '../ingest/open-index.js';
 import { toApiError } from './errors.js';
+import { PacsAccess, type PacsConfig } from './pacs.js';
 import { runSearchJob, type SearchJob, type SearchJobResult } from './search-job.js';
 
 /**
@@ -15,6 +16,8 @@ export interface SearchWorkerConfig {
   dbDir: string;
   /** Threads of this worker's kernels (exact top-k, MaxSim, HNSW, the encoder). */
   threads: number;
+  /** The server's PACS (credentials included: workerData stays in this process). */
+  pacs?: PacsConfig;
 }
 
 export type SearchWorkerRequest = { id: number; job: SearchJob };
@@ -41,7 +44,9 @@ const index = await openIndex(config.dbDir, {
 });
 // Preprocessing runs on this thread: the worker is already off the server's event loop.
 const feeder = new SliceFeeder(false);
+const pacs = config.pacs ? new PacsAccess(config.pacs) : undefined;
 const context = {
+  ...(pacs ? { pacs } : {}),
   store: index.store,
   encoder: () => index.encoder(),
   feeder,
@@ -55,7 +60,7 @@ port.on('message', (request: SearchWorkerRequest) => {
       // Copied, not transferred: a few MB at most (new slices × dim), and the arrays may be views.
       port.postMessage({ type: 'done', id: request.id, result } satisfies SearchWorkerResponse);
     } catch (error) {
-      const api = toApiError(error, { volumeFromClient: request.job.kind === 'upload' });
+      const api = toApiError(error, { volumeFromClient: request.job.kind !== 'indexed' });
       const failure: SearchWorkerFailure = {
         statusCode: api.statusCode,
         code: api.code,
@@ -70,6 +75,7 @@ port.on('message', (request: SearchWorkerRequest) => {
 
 port.on('close', () => {
   void feeder.close();
+  void pacs?.close();
   void index.close();
 });
 

@@ -4,7 +4,7 @@ export { resolveCredentials, CREDENTIAL_ENV, type DicomWebCredentials } from './
 export { DicomWebError, isFatalDicomWebError, type DicomWebErrorCode } from './errors.js';
 export { instanceHeader, seriesSkipReason, type InstanceHeader } from './instance-headers.js';
 export { PacsState, type KeyValueState, type PacsSettings, type PacsVolumeRef, type InstanceRef, type SeriesSyncEntry } from './pacs-state.js';
-export { pseudonymizerFromFile, pseudonymizerFromSecret, type UidPseudonymizer } from './pseudonym.js';
+export { pseudonymizerFromFile, pseudonymizerFromSecret, readPseudonymSecret, type UidPseudonymizer } from './pseudonym.js';
 export { isDicomWebUrl, parseDicomWebUrl, type DicomWebAddress, type DicomWebEndpoint } from './url.js';
 export { checkViewerTemplate, nearestInstance, viewerLink, OHIF_TEMPLATE_EXAMPLE, ORTHANC_STONE_TEMPLATE_EXAMPLE, type ViewerTarget } from './viewer-link.js';
 export { ViewerLinker, type ViewerLinkInfo, type ViewerLinkerOptions } from './links.js';

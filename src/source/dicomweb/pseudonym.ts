@@ -18,11 +18,16 @@ export interface UidPseudonymizer {
 const MIN_SECRET_BYTES = 16;
 
 export function pseudonymizerFromFile(path: string): UidPseudonymizer {
+  return pseudonymizerFromSecret(readPseudonymSecret(path));
+}
+
+/** The secret of a 0600 file, checked for length (a server hands it to its worker threads as text). */
+export function readPseudonymSecret(path: string): string {
   const secret = readSecretFile(path, 'pseudonymization secret').trim();
   if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
     throw new DicomWebError('CREDENTIALS', path, `pseudonymization secret is shorter than ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -hex 32 > FILE)`);
   }
-  return pseudonymizerFromSecret(secret);
+  return secret;
 }
 
 export function pseudonymizerFromSecret(secret: string): UidPseudonymizer {
