@@ -6,12 +6,10 @@ import { openIndex } from '../ingest/open-index.js';
 import { readEncoderSpec } from '../ingest/encoder-spec.js';
 import { readVolume, type ReadOptions } from '../io/read.js';
 import { MATCH_COLOR, QUERY_COLOR, writeSheet, type SheetPanel } from '../io/sheet.js';
-import { SEARCH_FLAGS, searchRequestOf, type FlagValues, type SearchFlag, type SearchParams } from '../query/request.js';
+import { SEARCH_FLAGS, searchRequestOf, textOrSource, type FlagValues, type SearchFlag, type SearchParams } from '../query/request.js';
 import { runSearch } from '../query/run.js';
-import { resolveQuery, type QuerySource, type ResolvedQuery } from '../query/sources.js';
-import { searchMultiModal } from '../search/text.js';
-import { openIndexTextEncoder } from '../ingest/text-encoder-spec.js';
-import { captionOf, runTextSearch } from './text-search.js';
+import type { QuerySource, ResolvedQuery } from '../query/sources.js';
+import { fusedTextLine, printTextSearch } from './text-search.js';
 import { SEARCH_METHODS, type SearchMethod, type SearchResult } from '../search/types.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { DicomWebError } from '../source/dicomweb/errors.js';
@@ -131,22 +129,6 @@ async function writePictures(dir: string, resolved: ResolvedQuery, results: Sear
   return [path, ...notes];
 }
 
-/** The image query's list fused with a text's (3D-MIR's multi-modal ensemble; --fusion, default rrf). */
-async function multiModal(request: ReturnType<typeof searchRequestOf>, text: string, params: SearchParams, options: SearchCommandOptions, resolveOptions: Parameters<typeof runSearch>[1], dir: string): ReturnType<typeof runSearch> {
-  const started = performance.now();
-  const resolved = await resolveQuery(request.source, request.range, resolveOptions);
-  const searchStarted = performance.now();
-  const textEncoder = await openIndexTextEncoder(dir, resolveOptions.store, options.textSpace !== undefined ? { textSpace: options.textSpace } : {});
-  try {
-    const fused = await searchMultiModal(resolveOptions.store, { query: resolved.query, options: { ...request.options, fuseWith: undefined } }, { encoder: textEncoder, text }, { fusion: params.fusion ?? 'rrf', ...(params.top ? { top: params.top } : {}) });
-    for (const warning of fused.warnings) process.stderr.write(`warning: ${warning}\n`);
-    process.stderr.write(`fused with the text "${text.length > 80 ? `${text.slice(0, 77)}…` : text}" (${textEncoder.name}, slice-count) by ${params.fusion ?? 'rrf'}\n`);
-    return { resolved, results: fused.results, timings: { queryMs: searchStarted - started, searchMs: performance.now() - searchStarted } };
-  } finally {
-    await textEncoder.close();
-  }
-}
-
 export function registerSearch(program: Command): void {
   const command = program
     .command('search')
@@ -168,19 +150,19 @@ export function registerSearch(program: Command): void {
     .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links');
   addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
-      if (queryArg === undefined) {
-        if (options.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
-        await runTextSearch(options.text, { db: options.db, params, json: options.json ?? false, ...(options.textSpace !== undefined ? { textSpace: options.textSpace } : {}) }, resultTable);
-        return;
-      }
+      if (options.text !== undefined) params.text = options.text;
+      if (options.captionLabel !== undefined) params.captionLabel = options.captionLabel;
+      if (queryArg === undefined && options.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
       const index = await openIndex(options.db, { readOnly: true, onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
       // Key images are read the way the index read its own (encoder.json), unless this run says otherwise.
       const readOptions: ReadOptions = { ...(readEncoderSpec(options.db)?.keyImages ?? {}), ...keyImageReadOptions(options) };
+      const textEncoder = () => index.textEncoder(options.textSpace);
       let client: DicomWebClient | undefined;
       try {
-        let source: QuerySource = !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
-        if (isDicomWebUrl(queryArg)) {
+        let source: QuerySource | undefined =
+          queryArg === undefined ? undefined : !existsSync(queryArg) && store.getVolume(queryArg) ? { kind: 'indexed', volumeId: queryArg } : { kind: 'path', path: queryArg, ...(options.series ? { seriesKey: options.series } : {}) };
+        if (queryArg !== undefined && isDicomWebUrl(queryArg)) {
           const address = parseDicomWebUrl(queryArg);
           if (!address.studyInstanceUid) throw new DicomWebError('BAD_URL', address.endpoint.display, 'name the query: …/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>]');
           // Loaded only for a PACS query: the HTTP client would slow every other start.
@@ -188,16 +170,24 @@ export function registerSearch(program: Command): void {
           client = dicomWebClient(address.endpoint, options);
           source = { kind: 'dicomweb', client, studyInstanceUid: address.studyInstanceUid, ...(address.seriesInstanceUid ? { seriesInstanceUid: address.seriesInstanceUid } : {}) };
         }
-        const request = searchRequestOf(source, params);
-        const fusedText = options.text ?? (options.captionLabel !== undefined ? captionOf(store.getVolume(queryArg) ?? undefined, options.captionLabel) : undefined);
-        const { resolved, results, timings } =
-          fusedText === undefined ? await runSearch(request, { store, encoder: () => index.encoder(), readOptions }) : await multiModal(request, fusedText, params, options, { store, encoder: () => index.encoder() }, index.dir);
+        const request = searchRequestOf(textOrSource(source, params), params);
+        const outcome = await runSearch(request, { store, encoder: () => index.encoder(), textEncoder, readOptions });
+        if (request.source.kind === 'text') {
+          printTextSearch(outcome, request, store, (await textEncoder()).name, options.json ?? false, resultTable);
+          return;
+        }
+        source = request.source;
+        const { resolved, results, timings } = outcome;
+        if (request.withText && resolved.text !== undefined) {
+          for (const warning of resolved.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
+          process.stderr.write(fusedTextLine(resolved.text, request.withText.fusion));
+        }
         const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store, readOptions) : [];
         const links = await viewerLinksFor(store, results, options);
         const shownSource = source.kind === 'dicomweb' ? { kind: 'dicomweb', endpoint: source.client.endpoint.display } : source;
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels, ...(links.has(r.volumeId) ? { viewer: links.get(r.volumeId) } : {}) }));
-          const query = { source: shownSource, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId };
+          const query = { source: shownSource, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId, ...(resolved.text !== undefined ? { fusedText: resolved.text, warnings: resolved.warnings ?? [] } : {}) };
           process.stdout.write(`${JSON.stringify({ query, options: request.options, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
           return;
         }

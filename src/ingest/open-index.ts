@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { Encoder } from '../encode/encoder.js';
+import type { TextEncoder } from '../encode/text-encoder.js';
 import type { OpenEncoderOptions } from '../encode/registry.js';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
 import { StoreError } from '../store/errors.js';
@@ -9,6 +10,7 @@ import type { Store } from '../store/types.js';
 
 export { indexExists };
 import { ENCODER_SPEC_FILE, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from './encoder-spec.js';
+import { openIndexTextEncoder } from './text-encoder-spec.js';
 
 /**
  * An index directory opened with the encoder that fills and queries it, so a query can never be
@@ -23,7 +25,10 @@ export interface OpenedIndex {
   encoder(): Promise<Encoder>;
   /** Whether an encoder can be opened at all (a spec beside the index, or one given). */
   readonly canOpenEncoder: boolean;
-  /** Closes the store and the encoder, if it was opened. */
+  /** The index's text side (a learned text space by name, default the captions one, else the text
+   * tower of its CLIP model), opened on first call and kept; without one the error names what to add. */
+  textEncoder(textSpace?: string): Promise<TextEncoder>;
+  /** Closes the store and the encoder (and text encoders), if they were opened. */
   close(): Promise<void>;
 }
 
@@ -79,12 +84,15 @@ export async function openIndex(dir: string, options: OpenIndexOptions = {}): Pr
     }
     throw error;
   }
+  const texts = textEncoders(dir, store);
   return {
     dir,
     store,
     canOpenEncoder: true,
     encoder: () => Promise.resolve(encoder),
+    textEncoder: texts.open,
     async close() {
+      await texts.close();
       store.close();
       await encoder.close();
     },
@@ -106,9 +114,11 @@ function readingIndex(dir: string, store: Store, options: OpenIndexOptions, open
     }
     return encoder;
   };
+  const texts = textEncoders(dir, store);
   return {
     dir,
     store,
+    textEncoder: texts.open,
     get canOpenEncoder() {
       return options.spec !== undefined || options.openEncoder !== undefined || readEncoderSpec(dir) !== undefined;
     },
@@ -120,9 +130,32 @@ function readingIndex(dir: string, store: Store, options: OpenIndexOptions, open
       return opening;
     },
     async close() {
+      await texts.close();
       store.close();
       const encoder = await opening?.catch(() => undefined);
       await encoder?.close();
+    },
+  };
+}
+
+/** Text encoders of one index, opened once per text space name; a failed open is retried next time. */
+function textEncoders(dir: string, store: Store): { open(textSpace?: string): Promise<TextEncoder>; close(): Promise<void> } {
+  const opened = new Map<string, Promise<TextEncoder>>();
+  return {
+    open(textSpace) {
+      const key = textSpace ?? '';
+      let opening = opened.get(key);
+      if (!opening) {
+        opening = openIndexTextEncoder(dir, store, textSpace !== undefined ? { textSpace } : {});
+        opening.catch(() => opened.delete(key));
+        opened.set(key, opening);
+      }
+      return opening;
+    },
+    async close() {
+      const all = [...opened.values()];
+      opened.clear();
+      for (const opening of all) await (await opening.catch(() => undefined))?.close();
     },
   };
 }

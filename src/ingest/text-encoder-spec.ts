@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { EncoderError } from '../encode/errors.js';
 import { openTextEncoder } from '../encode/registry.js';
 import type { TextEncoder } from '../encode/text-encoder.js';
@@ -23,7 +24,7 @@ export async function openIndexTextEncoder(indexDir: string, store: Store, optio
       throw new EncoderError(
         'NO_TEXT_SPACE',
         indexDir,
-        `the index has no text space${spaces.length ? ` named that (it has ${spaces.join(', ')})` : ''} and its encoder (${spec?.encoder ?? 'unknown'}) has no text tower: ` +
+        `the index has no text space${spaces.length ? ` named that (it has ${spaces.join(', ')})` : ''} and its encoder (${spec ? basename(spec.encoder) : 'unknown'}) has no text tower: ` +
           'add captions and learn one (mir3d index … --labels captions.csv, then mir3d train --db DB --captions COLUMN), ' +
           'or build the index with a CLIP-style model folder (vision_model.onnx + text_model.onnx + tokenizer.json)',
       );

@@ -1,7 +1,8 @@
 import { SearchError } from '../search/errors.js';
 import type { SearchOptions } from '../search/search.js';
+import { DEFAULT_TEXT_METHOD } from '../search/text.js';
 import { SEARCH_METHODS, type FirstStageMethod, type FusionMethod, type SearchMethod } from '../search/types.js';
-import type { VolumeFilter } from '../store/types.js';
+import type { VolumeFilter, VolumeRecord } from '../store/types.js';
 import type { QueryRangeInput } from './range.js';
 import type { QuerySource } from './sources.js';
 
@@ -41,12 +42,20 @@ export interface SearchParams {
   localization?: 'consistent' | 'extent';
   /** Give pooled-vector results a region by aligning the query to them; default true. */
   localize?: boolean;
+  /** A finding ("liver tumour larger than 5 cm"): the query itself when there is no image query (see
+   * `textOrSource`), else fused with the image query's list by `fusion` (3D-MIR's multi-modal ensemble). */
+  text?: string;
+  /** Fuse the image query with the caption its indexed volume carries in this label. */
+  captionLabel?: string;
 }
 
 export interface SearchRequest {
   source: QuerySource;
   range: QueryRangeInput;
   options: SearchOptions;
+  /** A text whose list is fused with the image query's (`options.fuseWith` is then unset; `fusion`
+   * says how): typed, or the caption label of the indexed query volume. */
+  withText?: { text: string; fusion: FusionMethod } | { captionLabel: string; fusion: FusionMethod };
 }
 
 export const FUSION_METHODS: readonly FusionMethod[] = ['rrf', 'interleave'];
@@ -55,7 +64,33 @@ export const DEFAULT_METHOD: SearchMethod = 'rerank';
 
 /** The one builder of a search request from its parameters. */
 export function searchRequestOf(source: QuerySource, params: SearchParams): SearchRequest {
-  return { source, range: queryRangeOf(params), options: searchOptionsOf(params) };
+  if (source.kind === 'text') {
+    if (params.captionLabel !== undefined) throw new SearchError('BAD_QUERY', 'a caption label names the caption of an image query; a text query has none');
+    if (params.fuse !== undefined) throw new SearchError('BAD_OPTION', `a text query is one row, searched by ${DEFAULT_TEXT_METHOD} (or --method); fuse it with an image query instead of a second method`);
+    // 3D-MIR ranked a text's nearest slices by count, not the image queries' rerank.
+    return { source, range: queryRangeOf(params), options: searchOptionsOf({ ...params, method: params.method ?? DEFAULT_TEXT_METHOD }) };
+  }
+  const request: SearchRequest = { source, range: queryRangeOf(params), options: searchOptionsOf(params) };
+  if (params.text === undefined && params.captionLabel === undefined) return request;
+  if (params.text !== undefined && params.captionLabel !== undefined) throw new SearchError('BAD_QUERY', 'give a text or a caption label to fuse with the image query, not both');
+  if (params.fuse !== undefined) throw new SearchError('BAD_OPTION', 'fuse the image query with a text or with a second method (fuse), not both');
+  const fusion = params.fusion ?? 'rrf';
+  return { ...request, withText: params.text !== undefined ? { text: params.text, fusion } : { captionLabel: params.captionLabel!, fusion } };
+}
+
+/** The source a front end names, or the text when it names none (a text query). */
+export function textOrSource(source: QuerySource | undefined, params: Pick<SearchParams, 'text'>): QuerySource {
+  if (source) return source;
+  if (params.text === undefined) throw new SearchError('BAD_QUERY', 'give a query: a volume (a file, an indexed id, an upload) or a text');
+  return { kind: 'text', text: params.text };
+}
+
+/** The caption an indexed query volume carries in `column`, for the multi-modal ensemble. */
+export function captionOf(record: VolumeRecord | undefined, column: string): string {
+  if (!record) throw new SearchError('BAD_QUERY', `a caption label needs an indexed query volume (its label '${column}' is the caption)`);
+  const caption = record.labels[column];
+  if (caption === undefined || String(caption).trim() === '') throw new SearchError('BAD_QUERY', `volume ${record.volumeId} has no label '${column}' to use as its caption`);
+  return String(caption);
 }
 
 export function queryRangeOf(params: SearchParams): QueryRangeInput {

@@ -1,11 +1,14 @@
 import { embedVolume } from '../encode/embed-volume.js';
 import type { Encoder } from '../encode/encoder.js';
 import type { SliceFeeder } from '../encode/slice-feeder.js';
+import { EncoderError } from '../encode/errors.js';
+import type { TextEncoder } from '../encode/text-encoder.js';
 import { seriesKeyOf } from '../io/dicom.js';
 import { readVolume, type ReadOptions } from '../io/read.js';
 import { sliceZMm, type SliceGeometry, type Volume } from '../io/volume.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
 import { SearchError } from '../search/errors.js';
+import { textQuery } from '../search/text.js';
 import type { QueryVectors } from '../search/types.js';
 import type { DicomWebClient } from '../source/dicomweb/client.js';
 import type { Store, VolumeRecord } from '../store/types.js';
@@ -16,7 +19,7 @@ import { querySliceIndices, rangeInterval, rowsInInterval, selectRows, type Quer
  * resolves its queries here, so a range selects the same rows of a scan whether it comes as a file, as
  * an upload or as the id of its indexed copy.
  *
- * To add a kind of source (a text, …): add a member to `QuerySource` and its resolver to
+ * To add a kind of source: add a member to `QuerySource` and its resolver to
  * `RESOLVERS`; the compiler then holds every switch over sources to account for it.
  */
 export type QuerySource =
@@ -31,7 +34,10 @@ export type QuerySource =
   | { kind: 'vectors'; rows: QueryVectors; geometry: SliceGeometry }
   /** A series in a PACS: fetched over DICOMweb and decoded in memory, never added to the index. Without
    * a series UID, the study's CT series with the most instances. */
-  | { kind: 'dicomweb'; client: DicomWebClient; studyInstanceUid: string; seriesInstanceUid?: string };
+  | { kind: 'dicomweb'; client: DicomWebClient; studyInstanceUid: string; seriesInstanceUid?: string }
+  /** A finding typed by a person: one query row from the index's text encoder (its learned text space
+   * or its CLIP model's text tower), searched like one slice. */
+  | { kind: 'text'; text: string };
 
 export type QuerySourceKind = QuerySource['kind'];
 
@@ -48,6 +54,10 @@ export interface ResolvedQuery {
   sliceIndices: number[];
   /** True when no slice had to be embedded (stored or given rows). */
   reusedStoredVectors: boolean;
+  /** The text searched (a text query) or fused with the image query. */
+  text?: string;
+  /** For people: a text cut to the model's context, and the like. */
+  warnings?: string[];
 }
 
 export interface ResolveOptions {
@@ -57,6 +67,9 @@ export interface ResolveOptions {
   feeder?: SliceFeeder;
   /** How key images are read (the index's own way, from its encoder spec). */
   readOptions?: ReadOptions;
+  /** Needed only for text: the index's text encoder (ingest's `OpenedIndex.textEncoder`, whose error
+   * names what to add when the index has none); may be opened lazily. */
+  textEncoder?: TextEncoder | (() => Promise<TextEncoder>);
 }
 
 type Resolver<S extends QuerySource> = (source: S, range: QueryRangeInput, options: ResolveOptions) => Promise<ResolvedQuery>;
@@ -79,6 +92,13 @@ const RESOLVERS: { [K in QuerySourceKind]: Resolver<Extract<QuerySource, { kind:
     const { fetchQuerySeries } = await import('../ingest/dicomweb-fetch.js');
     const fetched = await fetchQuerySeries(source.client, source.studyInstanceUid, source.seriesInstanceUid, seriesKeyOf);
     return resolveVolume(fetched.volume, undefined, undefined, range, options, `${source.client.endpoint.display} series ${fetched.seriesKey}`);
+  },
+  text: async (source, range, options) => {
+    if (range.kind !== 'volume') throw new SearchError('BAD_RANGE', 'a text query has no slices to choose: leave out the slice range');
+    if (!options.textEncoder) throw new EncoderError('NO_TEXT_SPACE', 'text query', 'no text encoder is open for this index');
+    const encoder = typeof options.textEncoder === 'function' ? await options.textEncoder() : options.textEncoder;
+    const { query, warnings } = await textQuery(options.store, encoder, source.text);
+    return { query, sliceIndices: [0], reusedStoredVectors: false, text: source.text, warnings };
   },
   vectors: async (source, range) => {
     const query = selectRows(source.rows, source.geometry, await toQueryRange(range));

@@ -52,29 +52,34 @@ export interface MultiModalOptions {
   k0?: number;
 }
 
-/** The image query's list fused with the text query's list (3D-MIR's multi-modal ensemble). */
-export async function searchMultiModal(
+/**
+ * The image query's list fused with the text query's list (3D-MIR's multi-modal ensemble). The text list
+ * uses 3D-MIR's text method (slice-count) unless `text.options` says otherwise, and leaves out what the
+ * image query leaves out (its own volume, filters).
+ */
+export async function searchImageAndText(
   store: Store,
   image: { query: QueryVectors; options: SearchOptions },
-  text: { encoder: TextEncoder; text: string; options?: Partial<SearchOptions> },
+  text: { query: QueryVectors; options?: Partial<SearchOptions> },
   fusion: MultiModalOptions,
-): Promise<TextSearchResult & { imageResults: SearchResult[]; textResults: SearchResult[] }> {
+): Promise<{ results: SearchResult[]; imageResults: SearchResult[]; textResults: SearchResult[] }> {
   if (fusion.fusion !== 'interleave' && fusion.fusion !== 'rrf') throw new SearchError('BAD_OPTION', `unknown fusion '${String(fusion.fusion)}' (use interleave, rrf)`);
   const top = fusion.top ?? image.options.top ?? DEFAULT_TOP;
   const depth = Math.max(top, fusion.depth ?? image.options.candidates ?? DEFAULT_CANDIDATES);
-  // The text list leaves out what the image query leaves out (its own volume, filters).
   const excluded = [...(image.options.excludeVolumeIds ?? []), ...(image.query.volumeId !== undefined && !image.options.includeQueryVolume ? [image.query.volumeId] : [])];
-  const [imageResults, textSearch] = await Promise.all([
+  const [imageResults, textResults] = await Promise.all([
     search(store, image.query, { ...image.options, top: depth, fuseWith: undefined }),
-    searchByText(store, text.encoder, text.text, {
+    search(store, text.query, {
+      method: DEFAULT_TEXT_METHOD,
       ...(image.options.filter ? { filter: image.options.filter } : {}),
       ...(image.options.mode ? { mode: image.options.mode } : {}),
       ...(image.options.k ? { k: image.options.k } : {}),
+      ...(image.options.maxSim ? { maxSim: image.options.maxSim } : {}),
       ...text.options,
       excludeVolumeIds: excluded,
       top: depth,
     }),
   ]);
-  const results = fusion.fusion === 'interleave' ? interleave(imageResults, textSearch.results, top) : reciprocalRankFusion([imageResults, textSearch.results], { top, ...(fusion.k0 !== undefined ? { k0: fusion.k0 } : {}) });
-  return { results, warnings: textSearch.warnings, query: textSearch.query, imageResults, textResults: textSearch.results };
+  const results = fusion.fusion === 'interleave' ? interleave(imageResults, textResults, top) : reciprocalRankFusion([imageResults, textResults], { top, ...(fusion.k0 !== undefined ? { k0: fusion.k0 } : {}) });
+  return { results, imageResults, textResults };
 }
