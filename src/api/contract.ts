@@ -45,6 +45,11 @@ export interface SearchParams {
   localization?: 'consistent' | 'extent';
   /** Return every slice match (large for whole-volume queries); default false. */
   matches?: boolean;
+  /** A finding ("liver tumour larger than 5 cm"): the query when no volume is named, else fused with
+   * the volume's list (`fusion`, 3D-MIR's multi-modal ensemble). Needs a text space in the index. */
+  text?: string;
+  /** Fuse the volume query with the caption its indexed volume carries in this label. */
+  captionLabel?: string;
 }
 
 /** A series in the PACS the server is connected to (`mir3d serve --pacs`, else the one the index was
@@ -56,7 +61,7 @@ export interface DicomWebQuery {
   seriesInstanceUid?: string;
 }
 
-/** POST /api/search: the query is an indexed volume, a kept upload, or a series in the PACS. */
+/** POST /api/search: the query is an indexed volume, a kept upload, a series in the PACS, or a text. */
 export interface SearchBody extends SearchParams {
   volumeId?: string;
   uploadId?: string;
@@ -73,6 +78,10 @@ export interface QueryInfo {
   zStartMm?: number;
   zEndMm?: number;
   reusedStoredVectors: boolean;
+  /** The text searched (a text query: sliceCount 0) or fused with the volume query. */
+  text?: string;
+  /** For people: a text cut to the model's context, and the like. */
+  warnings?: string[];
 }
 
 export interface SliceMatchInfo {

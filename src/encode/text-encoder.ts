@@ -225,7 +225,9 @@ async function runTextTower(session: ort.InferenceSession, io: TextTowerIo, ids:
   if (io.positionsName) feeds[io.positionsName] = tensor(Array.from({ length: batch * length }, (_, i) => i % length));
   let results: ort.InferenceSession.ReturnType;
   try {
-    results = await session.run(feeds, [io.outputName]);
+    // ONNX Runtime would also print its own multi-line log of a failed run to stderr; the error thrown
+    // below says it in one line (the probe of a mismatched tokenizer fails here by design).
+    results = await session.run(feeds, [io.outputName], { logSeverityLevel: 4 });
   } catch (cause) {
     throw new EncoderError('INCOMPATIBLE_INPUT', source, `text inference failed on [${batch},${length}] token ids: ${firstLine(cause)}`, { cause });
   }

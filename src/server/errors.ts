@@ -80,6 +80,11 @@ export function toApiError(error: unknown, context: { volumeFromClient?: boolean
   if (error instanceof StoreError) return new ApiError(STORE_STATUS[error.code] ?? 500, error.code, error.detail);
   if (error instanceof EncoderError) {
     if (error.code === 'BAD_BATCH' || error.code === 'INCOMPATIBLE_INPUT') return new ApiError(422, error.code, error.detail);
+    // Text: an empty text is the client's; an index without a text side says what to add to it; a text
+    // model that does not fit its tokenizer or the index is the server's setup, said as such.
+    if (error.code === 'BAD_TEXT') return new ApiError(400, error.code, error.detail);
+    if (error.code === 'NO_TEXT_SPACE') return new ApiError(409, error.code, error.detail);
+    if (error.code === 'TOKENIZER_MISMATCH' || error.code === 'DIM_MISMATCH') return new ApiError(503, error.code, `the index's text encoder cannot be used: ${error.detail}`);
     return new ApiError(503, 'ENCODER_UNAVAILABLE', `the index's encoder cannot embed queries here (${error.code})`);
   }
   // Any other expected error (compute provider, server setup): the service cannot answer this now.

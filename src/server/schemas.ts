@@ -85,7 +85,7 @@ const sliceMatchSchema = {
 
 /** Search parameters shared by the JSON body and the one-shot upload's query string. */
 export const searchParamProperties = {
-  method: { type: 'string', enum: SEARCH_METHODS, default: 'rerank', description: 'retrieval method' },
+  method: { type: 'string', enum: SEARCH_METHODS, description: 'retrieval method (default rerank; slice-count for a text query)' },
   firstStage: { type: 'string', enum: FIRST_STAGE_METHODS, description: 'first stage of rerank (default slice-count)' },
   k: { type: 'integer', minimum: 1, maximum: 1000, description: 'nearest slices per query slice (default 20)' },
   candidates: { type: 'integer', minimum: 1, maximum: 1000, description: 'candidates re-ranked (default 50)' },
@@ -105,6 +105,8 @@ export const searchParamProperties = {
   fusion: { type: 'string', enum: ['rrf', 'interleave'], description: 'how to fuse (default rrf)' },
   localization: { type: 'string', enum: ['consistent', 'extent'], description: 'region from the robust alignment (default) or the extent of all argmax slices' },
   matches: { type: 'boolean', description: 'return every slice match (default false)' },
+  text: { type: 'string', minLength: 1, maxLength: 4000, description: 'a finding to search by; with volumeId or uploadId, fused with that query (fusion)' },
+  captionLabel: { type: 'string', minLength: 1, maxLength: 200, description: "fuse the volume query with the caption its indexed volume carries in this label" },
 } as const;
 
 /** A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1). */
@@ -139,6 +141,8 @@ const searchResponseSchema = {
         zStartMm: { type: 'number' },
         zEndMm: { type: 'number' },
         reusedStoredVectors: { type: 'boolean' },
+        text: { type: 'string', description: 'the text searched (sliceCount 0) or fused with the volume query' },
+        warnings: { type: 'array', items: { type: 'string' } },
       },
       required: ['sliceCount', 'firstSlice', 'lastSlice', 'reusedStoredVectors'],
     },
@@ -366,7 +370,7 @@ export const routeSchemas = {
   },
   search: {
     tags: ['search'],
-    summary: 'Search with an indexed volume, an earlier upload or a series in the PACS, optionally a slab of it',
+    summary: 'Search with an indexed volume, an earlier upload or a series in the PACS (optionally a slab of it), or a text',
     body: {
       type: 'object',
       properties: {

@@ -1,7 +1,8 @@
 import type { Encoder } from '../encode/encoder.js';
+import type { TextEncoder } from '../encode/text-encoder.js';
 import type { SliceFeeder } from '../encode/slice-feeder.js';
 import type { Volume } from '../io/volume.js';
-import { searchRequestOf, type SearchRequest } from '../query/request.js';
+import { searchRequestOf, textOrSource, type SearchRequest } from '../query/request.js';
 import { runSearch } from '../query/run.js';
 import type { EmbeddedSliceCache, QuerySource } from '../query/sources.js';
 import type { MaxSimKernel } from '../search/late-interaction.js';
@@ -32,6 +33,8 @@ export type SearchJob =
   | { kind: 'indexed'; body: SearchBody }
   /** A series in the server's PACS (`body.dicomweb`), fetched by the worker that runs the search. */
   | { kind: 'dicomweb'; body: SearchBody }
+  /** A text query (`body.text`, no volume). */
+  | { kind: 'text'; body: SearchBody }
   | {
       kind: 'upload';
       body: SearchParams;
@@ -56,6 +59,8 @@ export interface SearchJobContext {
   store: Store;
   /** The index's encoder, opened on first use (only uploads need one). */
   encoder: () => Promise<Encoder>;
+  /** The index's text encoder, opened on first use (text queries and text fusion only). */
+  textEncoder?: () => Promise<TextEncoder>;
   feeder?: SliceFeeder;
   /** MaxSim kernel for re-ranking and localization (a search worker's is sized to its share of the cores). */
   maxSim?: MaxSimKernel;
@@ -74,26 +79,34 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
   const source = sourceOf(job, cache, context.pacs);
   let request: SearchRequest;
   try {
-    request = searchRequestOf(source, job.body);
+    request = searchRequestOf(textOrSource(source, job.body), job.body);
   } catch (error) {
     throw toApiError(error);
   }
   if (context.maxSim) request = { ...request, options: { ...request.options, maxSim: context.maxSim } };
   const searchOptions = request.options;
-  const { resolved, results, timings } = await runSearch(request, { store: context.store, encoder: context.encoder, ...(context.feeder ? { feeder: context.feeder } : {}) });
-  const { query, sliceIndices } = resolved;
+  const { resolved, results, timings } = await runSearch(request, {
+    store: context.store,
+    encoder: context.encoder,
+    ...(context.textEncoder ? { textEncoder: context.textEncoder } : {}),
+    ...(context.feeder ? { feeder: context.feeder } : {}),
+  });
+  const { query } = resolved;
+  // A text is one query row, not a slice of a volume.
+  const sliceIndices = request.source.kind === 'text' ? [] : resolved.sliceIndices;
   const zs = query.zMm ? Array.from(query.zMm) : [];
-  const queryVolumeId = job.kind === 'indexed' ? job.body.volumeId : job.kind === 'upload' ? (job.record?.volumeId ?? resolved.record?.volumeId) : resolved.record?.volumeId;
+  const queryVolumeId = job.kind === 'text' ? undefined : job.kind === 'indexed' ? job.body.volumeId : job.kind === 'upload' ? (job.record?.volumeId ?? resolved.record?.volumeId) : resolved.record?.volumeId;
   const viewer = context.pacs ? await context.pacs.links(context.store, results) : undefined;
   const response: SearchResponse = {
     query: {
       ...(queryVolumeId !== undefined ? { volumeId: queryVolumeId } : {}),
       ...(job.kind === 'upload' && job.uploadId ? { uploadId: job.uploadId } : {}),
       sliceCount: sliceIndices.length,
-      firstSlice: Math.min(...sliceIndices),
-      lastSlice: Math.max(...sliceIndices),
+      firstSlice: sliceIndices.length ? Math.min(...sliceIndices) : 0,
+      lastSlice: sliceIndices.length ? Math.max(...sliceIndices) : 0,
       ...(zs.length ? { zStartMm: Math.min(...zs), zEndMm: Math.max(...zs) } : {}),
       reusedStoredVectors: resolved.reusedStoredVectors,
+      ...(resolved.text !== undefined ? { text: resolved.text, warnings: resolved.warnings ?? [] } : {}),
     },
     options: {
       method: searchOptions.method,
@@ -103,9 +116,10 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
       ...(searchOptions.top ? { top: searchOptions.top } : {}),
       mode: searchOptions.mode ?? 'exact',
       ...(searchOptions.fuseWith ? { fuse: searchOptions.fuseWith.method, fusion: searchOptions.fuseWith.fusion } : {}),
+      ...(request.withText ? { fusion: request.withText.fusion } : {}),
     },
     timings,
-    results: results.map((r) => shapeResult(context.store, r, sliceIndices, job.body.matches ?? false, viewer?.links.get(r.volumeId))),
+    results: results.map((r) => shapeResult(context.store, r, resolved.sliceIndices, job.body.matches ?? false, viewer?.links.get(r.volumeId))),
     ...(viewer?.problem ? { viewerLinkProblem: viewer.problem } : {}),
   };
   // The slices this search embedded go back to the caller, which keeps them with the upload.
@@ -117,8 +131,11 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
   return { response, embedded: { sliceIndices: Int32Array.from(fresh.map(([k]) => k)), vectors, zMm: Float64Array.from(fresh.map(([, slice]) => slice.zMm)) } };
 }
 
-function sourceOf(job: SearchJob, cache: EmbeddedSliceCache, pacs: PacsAccess | undefined): QuerySource {
+/** The job's query source; undefined for a text query (the request's text is then the source). */
+function sourceOf(job: SearchJob, cache: EmbeddedSliceCache, pacs: PacsAccess | undefined): QuerySource | undefined {
   switch (job.kind) {
+    case 'text':
+      return undefined;
     case 'indexed':
       return { kind: 'indexed', volumeId: job.body.volumeId! };
     case 'upload':

@@ -87,8 +87,11 @@ export class SearchService {
    * all), on the search pool. */
   async run(body: SearchBody, received?: UploadedVolume, signal?: AbortSignal): Promise<SearchResponse> {
     const named = [body.volumeId, body.uploadId, body.dicomweb].filter((v) => v !== undefined).length;
-    if (!received && named !== 1) {
-      throw new ApiError(400, 'BAD_QUERY', 'give exactly one of volumeId (an indexed volume), uploadId (from POST /api/uploads) or dicomweb ({studyInstanceUid, seriesInstanceUid}: a series in the PACS)');
+    if (!received && named > 1) {
+      throw new ApiError(400, 'BAD_QUERY', 'give one of volumeId (an indexed volume), uploadId (from POST /api/uploads) or dicomweb ({studyInstanceUid, seriesInstanceUid}: a series in the PACS), not several');
+    }
+    if (!received && named === 0 && body.text === undefined) {
+      throw new ApiError(400, 'BAD_QUERY', 'give a query: volumeId (an indexed volume), uploadId (from POST /api/uploads), dicomweb ({studyInstanceUid, seriesInstanceUid}: a series in the PACS) or text (a finding)');
     }
     if (body.dicomweb !== undefined && !this.options.hasPacs) {
       throw new ApiError(400, 'NO_PACS', 'this server has no PACS (start mir3d serve with --pacs dicomweb+http(s)://HOST/ROOT, or serve an index synced from one)');
@@ -99,7 +102,7 @@ export class SearchService {
     const { volumes, pool } = this.options;
     if (!received && body.volumeId !== undefined) volumes.record(body.volumeId);
     const upload = received ?? (body.uploadId !== undefined ? volumes.upload(body.uploadId) : undefined);
-    if (!upload) return (await pool.run({ kind: body.dicomweb !== undefined ? 'dicomweb' : 'indexed', body }, signal)).response;
+    if (!upload) return (await pool.run({ kind: body.dicomweb !== undefined ? 'dicomweb' : body.volumeId !== undefined ? 'indexed' : 'text', body }, signal)).response;
     const { volumeId: _volumeId, uploadId: _uploadId, dicomweb: _dicomweb, ...params } = body;
     const result = await pool.run(
       {

@@ -49,6 +49,7 @@ const context = {
   ...(pacs ? { pacs } : {}),
   store: index.store,
   encoder: () => index.encoder(),
+  textEncoder: () => index.textEncoder(),
   feeder,
   maxSim: (queries: Float32Array, dim: number, segments: readonly Float32Array[]) => maxSimilarityPerSegment(queries, dim, segments, { threads: config.threads }),
 };
