@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,10 +11,10 @@ import { startServer, type RunningServer } from '../src/server/app.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { totalSegWithUids } from './helpers/dicom-uids.js';
-import { bearer, jsonRequest, type ErrorBody } from './helpers/http.js';
+import { bearer, jsonRequest, readPng, type ErrorBody } from './helpers/http.js';
 import { skipWithoutOrthanc, startOrthanc, type OrthancServer, type UploadedSeries } from './helpers/orthanc.js';
 import { buildPhantomIndex } from './helpers/phantom-index.js';
-import { hasSharedData, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
+import { hasSharedData, projectRoot, sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 /**
  * Search by a PACS series over HTTP (POST /api/search with `dicomweb`), viewer links in the server's
@@ -23,6 +23,8 @@ import { hasSharedData, sharedPath, skipWithoutSharedData } from './helpers/shar
  */
 
 const skip = skipWithoutSharedData || skipWithoutOrthanc();
+const CHROMIUM = process.env.MIR3D_CHROMIUM ?? '/usr/bin/chromium';
+const skipWithoutChromium = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (install Debian's chromium package, or set MIR3D_CHROMIUM)`;
 const work = mkdtempSync(join(tmpdir(), 'mir3d-dicomweb-server-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -116,6 +118,11 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
     const store = openStore(db, { readOnly: true });
     assert.equal(store.stats().volumes, 3, 'nothing was added to the index');
     store.close();
+    // The index keeps vectors, not images: pictures of PACS volumes are fetched from the PACS again.
+    const picture = await fetch(`${server.url}/api/volumes/${body.results[0].volumeId}/thumbnail.png?plane=axial&maxPx=64`, { headers: bearer(server.token!) });
+    assert.equal(picture.status, 200);
+    const png = readPng(new Uint8Array(await picture.arrayBuffer()));
+    assert.ok(png.width > 0 && png.height > 0);
     assert.ok(logged.every((line) => !line.includes(orthanc.password) && !line.includes(query.seriesInstanceUid)), 'no credentials or UIDs in the log');
   });
 
@@ -160,6 +167,8 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
         assert.equal(r.viewer!.url, `http://orthanc/stone-webviewer/index.html?study=${series.studyInstanceUid}&series=${series.seriesInstanceUid}`);
         assert.ok(instances.get(series.seriesInstanceUid)!.some((i) => i.sop === r.viewer!.sopInstanceUid), 'a real SOP Instance UID');
       }
+      const picture = await fetch(`${withSecret.url}/api/volumes/${reply.body.results[0].volumeId}/thumbnail.png?maxPx=64`, { headers: bearer(withSecret.token!) });
+      assert.equal(picture.status, 200, 'a pseudonymized PACS volume is found again for its picture');
     } finally {
       await withSecret.close();
     }
@@ -190,6 +199,79 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
     const wrong = runCli(['info', `${orthanc.dicomWebUrl}/studies/${uploaded.get('head')!.studyInstanceUid}`], 60_000, { MIR3D_DICOMWEB_USER: orthanc.user, MIR3D_DICOMWEB_PASSWORD: 'wrong' });
     assert.equal(wrong.status, 2);
     assert.match(wrong.stderr.trim(), /^[^\n]*\[UNAUTHORIZED\]$/);
+  });
+
+  test('the web page (real Chromium): enter a series UID, see results, each PACS card links to its best-matching slice', { skip: skipWithoutChromium, timeout: 180_000 }, async () => {
+    const { chromium } = await import('playwright-core');
+    const profile = mkdtempSync(join(work, 'chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 800 },
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const problems: string[] = [];
+    const foreign: string[] = [];
+    try {
+      const origin = new URL(server.url).origin;
+      await context.route('**/*', (route) => {
+        const target = route.request().url();
+        if (target.startsWith(origin) || target.startsWith('blob:') || target.startsWith('data:')) return route.continue();
+        foreign.push(target);
+        return route.abort();
+      });
+      const page = await context.newPage();
+      page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+      page.on('console', (message) => {
+        if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+      });
+      await page.goto(server.pageUrl);
+      await page.waitForSelector('#pacs-choice:not([hidden])');
+      await page.check('input[name="source"][value="pacs"]');
+      const query = uploaded.get('head')!;
+      // A malformed UID is said on the page, and nothing is searched.
+      await page.fill('#pacs-study', 'not a uid');
+      await page.click('#pacs-search');
+      assert.match((await page.textContent('#pacs-status')) ?? '', /Study Instance UID/);
+      assert.equal(await page.locator('#results .result').count(), 0);
+
+      await page.fill('#pacs-study', query.studyInstanceUid);
+      await page.fill('#pacs-series', query.seriesInstanceUid);
+      const answered = page.waitForResponse((r) => r.url().endsWith('/api/search') && r.request().method() === 'POST');
+      await page.click('#pacs-search');
+      const response = await answered;
+      assert.equal(response.status(), 200);
+      const sent = JSON.parse(response.request().postData() ?? '{}') as { dicomweb?: unknown };
+      assert.deepEqual(sent.dicomweb, { studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: query.seriesInstanceUid }, 'the page sends UIDs only');
+      const api = (await response.json()) as SearchResponse;
+      assert.ok(api.results.length > 0);
+      checkLinks(api.results, (s, sop) => `https://viewer.example/viewer?StudyInstanceUIDs=${s.studyInstanceUid}&SeriesInstanceUIDs=${s.seriesInstanceUid}&initialSopInstanceUID=${sop}`);
+      for (let tries = 0; tries < 200 && (await page.locator('#results .result').count()) < api.results.length; tries++) await new Promise((r) => setTimeout(r, 100));
+      const cards = await page.evaluate<Array<{ volumeId: string; href?: string; study?: string; series?: string; sop?: string }>>(`[...document.querySelectorAll('#results .result')].map((item) => {
+        const line = item.querySelector('.viewer-link');
+        return { volumeId: item.dataset.volumeId, href: line?.querySelector('a')?.href, study: line?.dataset.studyUid, series: line?.dataset.seriesUid, sop: line?.dataset.sopUid };
+      })`);
+      assert.deepEqual(cards.map((c) => c.volumeId), api.results.map((r) => r.volumeId), 'the cards are the API results, in order');
+      for (const [n, card] of cards.entries()) {
+        const viewer = api.results[n].viewer!;
+        assert.equal(card.href, viewer.url, 'the card links where the API says');
+        assert.deepEqual([card.study, card.series, card.sop], [viewer.studyInstanceUid, viewer.seriesInstanceUid, viewer.sopInstanceUid]);
+      }
+      assert.match((await page.textContent('#search-status')) ?? '', /results? for/);
+      // Each card's pictures (fetched again from the PACS by the server) are shown.
+      for (let tries = 0; tries < 300; tries++) {
+        const loaded = await page.evaluate<boolean>("[...document.querySelectorAll('#results .match-slice img, #results .coronal img')].every((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:'))");
+        if (loaded) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(await page.evaluate<boolean>("[...document.querySelectorAll('#results .match-slice img, #results .coronal img')].every((img) => img.complete && img.naturalWidth > 0)"), 'the result pictures load');
+      await page.screenshot({ path: join(work, 'web-pacs.png') });
+      if (process.env.MIR3D_UPDATE_SCREENSHOTS === '1') copyFileSync(join(work, 'web-pacs.png'), join(projectRoot, 'docs', 'screenshots', 'web-pacs.png'));
+      assert.deepEqual(foreign, [], 'nothing fetched from elsewhere');
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
   });
 
   // Last: it stops the PACS.

@@ -17,7 +17,7 @@ import { DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, type TokenFile } from './auth.js';
 import { ApiError, errorBody, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
-import { pacsConfigOf, type PacsConfig, type ServerPacsOptions } from './pacs.js';
+import { PacsAccess, pacsConfigOf, type PacsConfig, type ServerPacsOptions } from './pacs.js';
 import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
 import { DEFAULT_MAX_QUEUED, DEFAULT_QUEUE_TIMEOUT_MS, SearchPool } from './search-pool.js';
 import { SearchService, type SearchBody, type SearchParams } from './search-service.js';
@@ -195,7 +195,9 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   });
 
   const keyImages = readEncoderSpec(index.dir)?.keyImages ?? {};
-  const volumes = new VolumeService(store, limits, keyImages);
+  // The main thread's own PACS client, for pictures of PACS-sourced volumes (fetched again, not stored).
+  const pacs = context.pacs ? new PacsAccess(context.pacs) : undefined;
+  const volumes = new VolumeService(store, limits, keyImages, pacs ? (record) => pacs.volume(store, record) : undefined);
   // Searches run on worker threads, so list, picture and health requests never wait behind one.
   const pool = new SearchPool({
     dbDir: index.dir,
@@ -414,6 +416,7 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
 
   app.addHook('onClose', async () => {
     await pool.close();
+    await pacs?.close();
   });
   return app;
 }

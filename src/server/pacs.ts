@@ -1,4 +1,6 @@
 import { isExpectedError } from '../errors.js';
+import { fetchSeriesVolume } from '../ingest/dicomweb-fetch.js';
+import type { Volume } from '../io/volume.js';
 import { hasPacsVolumes, resultViewerLinks, viewerLinkerOf } from '../query/viewer-links.js';
 import type { SearchResult } from '../search/types.js';
 import { DicomWebClient } from '../source/dicomweb/client.js';
@@ -9,7 +11,7 @@ import { PacsState } from '../source/dicomweb/pacs-state.js';
 import { pseudonymizerFromSecret, readPseudonymSecret } from '../source/dicomweb/pseudonym.js';
 import { parseDicomWebUrl, type DicomWebEndpoint } from '../source/dicomweb/url.js';
 import { checkViewerTemplate } from '../source/dicomweb/viewer-link.js';
-import type { Store } from '../store/types.js';
+import type { Store, VolumeRecord } from '../store/types.js';
 
 /**
  * The server's PACS: where searches by a PACS series are fetched from and how results link back to the
@@ -111,6 +113,28 @@ export class PacsAccess {
       if (!isExpectedError(error)) throw error;
       return { links: new Map(), problem: `${error.message.split('\n')[0]} [${error.code}]` };
     }
+  }
+
+  /**
+   * The voxels of a PACS-sourced volume, fetched again (WADO-RS) for the pictures and the viewer: the
+   * index keeps vectors, not images. Undefined for volumes that did not come from a PACS.
+   */
+  async volume(store: Store, record: VolumeRecord): Promise<Volume | undefined> {
+    const ref = new PacsState(store.state).volume(record.volumeId);
+    if (!ref || ref.instances.length === 0) return undefined;
+    const pseudonymizer = this.config.pseudonymSecret !== undefined ? pseudonymizerFromSecret(this.config.pseudonymSecret) : undefined;
+    let study = ref.study;
+    let series = ref.series;
+    if (ref.pseudonymized) {
+      // The linker already knows how to turn keyed hashes back into UIDs through QIDO-RS.
+      const linker = viewerLinkerOf(store, { ...(pseudonymizer ? { client: this.client(), pseudonymizer } : {}) });
+      const target = await linker.linkFor(record.volumeId, ref.instances[0].zMm);
+      if (!target) return undefined;
+      study = target.studyInstanceUid;
+      series = target.seriesInstanceUid;
+    }
+    const fetched = await fetchSeriesVolume(this.client(), { studyInstanceUid: study, seriesInstanceUid: series, instanceCount: ref.instances.length }, { seriesKey: record.seriesKey ?? record.volumeId.slice(0, 12), ...(pseudonymizer ? { pseudonymizer } : {}) });
+    return fetched.volume;
   }
 
   async close(): Promise<void> {

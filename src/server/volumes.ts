@@ -176,6 +176,8 @@ export class VolumeService {
     limits: VolumeServiceLimits,
     /** How the index reads its key images (from its encoder spec). */
     private readonly readOptions: ReadOptions = {},
+    /** Voxels of a volume indexed from a PACS, fetched from it again (undefined: not from a PACS). */
+    private readonly fromPacs?: (record: VolumeRecord) => Promise<Volume | undefined>,
   ) {
     const voxelBytes = (v: Volume): number => v.data.byteLength;
     this.volumes = new ByteLru(limits.volumeCacheBytes, voxelBytes);
@@ -200,7 +202,9 @@ export class VolumeService {
       this.work.run(async () => {
         let volume: Volume;
         try {
-          volume = await readVolume(record.sourcePath, { ...this.readOptions, modality: record.modality, ...(record.seriesKey ? { seriesKey: record.seriesKey } : {}) });
+          volume =
+            (await this.fromPacs?.(record)) ??
+            (await readVolume(record.sourcePath, { ...this.readOptions, modality: record.modality, ...(record.seriesKey ? { seriesKey: record.seriesKey } : {}) }));
         } catch (error) {
           const apiError = toApiError(error);
           if (apiError.code === 'SOURCE_UNREADABLE' && (error as { code?: string }).code === 'NOT_FOUND') {

@@ -19,6 +19,7 @@ import { WindowControl } from './display.js';
 import { describeVolume, scoreMeaning } from './names.js';
 import { SlabPicker } from './slab.js';
 import { IndexedPanel, listAllVolumes, UploadPanel, type QuerySource, type SourceHost, type SourcePanel } from './sources.js';
+import { PacsPanel, viewerLinkElement } from './pacs.js';
 import { ResultViewer, sliceZ, type PaneTarget } from './viewer.js';
 
 /**
@@ -120,7 +121,8 @@ const host: SourceHost = {
 };
 const indexedPanel = new IndexedPanel(host);
 const uploadPanel = new UploadPanel(host);
-const sourcePanels: SourcePanel[] = [indexedPanel, uploadPanel];
+const pacsPanel = new PacsPanel(host, () => void runSearch());
+const sourcePanels: SourcePanel[] = [indexedPanel, uploadPanel, pacsPanel];
 
 function chosenKind(): string | undefined {
   return (document.querySelector('input[name="source"]:checked') as HTMLInputElement | null)?.value;
@@ -269,7 +271,7 @@ async function runSearch(): Promise<void> {
     setStatus(
       status,
       `${response.results.length} result${response.results.length === 1 ? '' : 's'} for ${q.sliceCount} query slice${q.sliceCount === 1 ? '' : 's'} (${q.firstSlice}–${q.lastSlice}); ` +
-        `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.`,
+        `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.${response.viewerLinkProblem ? ` No viewer links: ${response.viewerLinkProblem}` : ''}`,
     );
     renderResults(response, from);
   } catch (error) {
@@ -409,7 +411,7 @@ function resultCard(result: SearchResultInfo, n: number, response: SearchRespons
   open.textContent = 'Open beside the query';
   open.setAttribute('aria-label', `Open ${name} beside the query`);
   open.addEventListener('click', () => void openViewer(n));
-  info.append(head, id, scoreLine, where, labels, open);
+  info.append(head, id, scoreLine, where, labels, ...[viewerLinkElement(result)].filter((e) => e !== undefined), open);
   item.append(pair, info, coronal.figure);
   cardPictures(item, result, from);
   return item;
@@ -576,6 +578,7 @@ async function start(): Promise<void> {
   document.documentElement.style.setProperty('--match', `rgb(${colors.match.join(' ')})`);
   if (display.presetList.length === 0) display.setPresets(windows);
   fillMethods(indexInfo.methods);
+  pacsPanel.enable(indexInfo.canSearchPacs ?? false);
   if (!indexInfo.canEmbedUploads) uploadPanel.disable('Uploads are off: the index has no encoder.json to embed them with.');
   try {
     const volumes = await listAllVolumes();
