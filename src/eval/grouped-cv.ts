@@ -1,0 +1,318 @@
+/**
+ * Grouped k-fold evaluation of learned spaces on any labelled dataset listed in a CSV (a `path` column:
+ * key images, NIfTI files or DICOM folders; label columns; a group column such as `patient`).
+ *
+ * Each fold's queries are the rows of its groups; the database is every other fold. The normalization and
+ * the head of that fold are fitted on its database only, so no query patient is ever seen while learning.
+ * Spaces are stored in the eval index and searched through the same path as `mir3d search --space`
+ * (SpaceStore + the search orchestrator), so the figures measure the product, not a side script.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import type { Encoder } from '../encode/encoder.js';
+import { displayImageSpec, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import type { VolumeSourceRef } from '../ingest/discover.js';
+import { indexVolumes } from '../ingest/indexer.js';
+import { keyImageFormat, keyImageGivesDisplay } from '../io/key-image.js';
+import type { ReadOptions } from '../io/read.js';
+import { search } from '../search/search.js';
+import type { SearchMethod } from '../search/types.js';
+import { fitHead, fitNormalization, groupedFolds, type HeadFit } from '../space/fit.js';
+import { spaceModel } from '../space/graph.js';
+import { removeSpace, saveSpace } from '../space/persist.js';
+import { SpaceStore } from '../space/space-store.js';
+import { indexExists, openStore } from '../store/index.js';
+import type { Store, VolumeRecord } from '../store/types.js';
+import { averagePrecisionAtK, precisionAtK, randomAveragePrecision, randomPrecisionAtK } from './metrics.js';
+
+export const CV_SPACES = ['raw', 'normalized', 'fine-tuned'] as const;
+export type CvSpace = (typeof CV_SPACES)[number];
+export const CV_KS = [1, 5, 10] as const;
+
+export interface GroupedCvOptions {
+  csvPath: string;
+  targets: string[];
+  groupBy: string;
+  folds?: number;
+  seed?: number;
+  outDir: string;
+  encoder?: string;
+  /** 'volume-mean' (default: one vector per image or scan) or any search method. */
+  method?: SearchMethod;
+  /** Normalization: centring (undefined) or PCA-whitening to this dimension. */
+  whitenDim?: number;
+  readOptions?: ReadOptions;
+  onStatus?: (line: string) => void;
+  onProgress?: (stage: string, done: number, total: number, detail?: string) => void;
+}
+
+export interface CvMetric {
+  mean: number;
+  /** Standard error of the mean over queries. */
+  se: number;
+  /** The exact expectation under random ranking of each query's own database, averaged. */
+  random: number;
+}
+
+export interface CvQueryScore {
+  row: number;
+  volumeId: string;
+  group: string;
+  fold: number;
+  /** Per space, per target: P@k and AP@10, and their random levels. */
+  scores: Record<CvSpace, Array<{ target: string; p: number[]; ap10: number; randomP: number[]; randomAp10: number }>>;
+}
+
+export interface CvFoldInfo {
+  fold: number;
+  queryRows: number;
+  databaseRows: number;
+  queryGroups: string[];
+  /** Groups the fold's normalization and head were fitted on (= the database's). */
+  trainingGroups: string[];
+  head: Pick<HeadFit, 'chosen' | 'validation' | 'seconds' | 'trainingRows'>;
+}
+
+export interface CvResults {
+  format: 'mir3d-cv/1';
+  dataset: { csv: string; rows: number; groups: number; targets: string[]; groupBy: string; labelCounts: Record<string, Record<string, number>> };
+  settings: { folds: number; seed: number; encoder: string; encoderId: string; method: SearchMethod; normalization: string; head: string };
+  /** metrics[space][target][metric] with metric 'P@1', 'P@5', 'P@10', 'AP@10'. */
+  metrics: Record<CvSpace, Record<string, Record<string, CvMetric>>>;
+  /** Fine-tuned minus raw, per target and metric, paired over queries. */
+  gains: Record<string, Record<string, { mean: number; se: number }>>;
+  folds: CvFoldInfo[];
+  queries: CvQueryScore[];
+  seconds: number;
+}
+
+interface CsvRow {
+  path: string;
+  labels: Record<string, string>;
+}
+
+function readCsv(csvPath: string, targets: string[], groupBy: string): CsvRow[] {
+  if (!existsSync(csvPath)) throw new RangeError(`${csvPath}: no such labels file`);
+  const records = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+  if (records.length === 0) throw new RangeError(`${csvPath}: no rows`);
+  for (const column of ['path', groupBy, ...targets]) {
+    if (!(column in records[0])) throw new RangeError(`${csvPath}: no "${column}" column (columns: ${Object.keys(records[0]).join(', ')})`);
+  }
+  const base = dirname(resolve(csvPath));
+  return records.map((record) => ({ path: isAbsolute(record.path) ? record.path : join(base, record.path), labels: record }));
+}
+
+const mean = (values: readonly number[]): number => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN);
+const standardError = (values: readonly number[]): number => {
+  if (values.length < 2) return NaN;
+  const m = mean(values);
+  return Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (values.length - 1) / values.length);
+};
+
+/** Backbone vectors of every listed file, in an index kept in outDir (reused: unchanged files are not
+ * embedded again). Key images of unknown window get the grey pass-through encoder. */
+async function backboneIndex(rows: CsvRow[], options: GroupedCvOptions): Promise<{ store: Store; encoder: Encoder; recordOf: (row: number) => VolumeRecord | undefined; failures: string[] }> {
+  const db = join(options.outDir, `index-${(options.encoder ?? 'mobilenet_v2').replace(/[^A-Za-z0-9_.-]/g, '_')}`);
+  const readOptions = options.readOptions ?? {};
+  let spec: EncoderSpec = readEncoderSpec(db) ?? { encoder: options.encoder ?? 'mobilenet_v2' };
+  if (!indexExists(db) && (await keyImageGivesDisplay(rows[0].path, readOptions))) spec = displayImageSpec(spec);
+  if (Object.keys(readOptions).length > 0) spec = { ...spec, keyImages: readOptions };
+  const encoder = await openSpecEncoder(spec, options.onStatus);
+  await mkdir(db, { recursive: true });
+  await writeEncoderSpec(db, spec);
+  const store = openStore(db, { encoderId: encoder.id, dim: encoder.dim });
+  const sources: VolumeSourceRef[] = rows.map((row) => ({ path: row.path, kind: isDirectory(row.path) ? 'dicom' : keyImageFormatOf(row.path) ? 'image' : 'nifti' }));
+  const summary = await indexVolumes(sources, {
+    store,
+    encoder,
+    readOptions,
+    labelsFor: () => ({}),
+    onProgress: (p) => options.onProgress?.('embedding', p.volumesDone, p.volumesTotal, `${p.slicesDone} slices`),
+  });
+  const failures = summary.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.source.path}: ${o.status === 'failed' ? o.reason : ''}`);
+  const recordOf = (row: number): VolumeRecord | undefined => store.findBySource(rows[row].path)[0];
+  return { store, encoder, recordOf, failures };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function keyImageFormatOf(path: string): boolean {
+  try {
+    return keyImageFormat(readFileSync(path).subarray(0, 8)) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the grouped k-fold evaluation; see the module comment. */
+export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults> {
+  const started = performance.now();
+  const folds = options.folds ?? 5;
+  const seed = options.seed ?? 1;
+  const method = options.method ?? 'volume-mean';
+  const csvRows = readCsv(options.csvPath, options.targets, options.groupBy);
+  const { store, encoder, recordOf, failures } = await backboneIndex(csvRows, options);
+  try {
+    for (const failure of failures) options.onStatus?.(`left out: ${failure}`);
+    // Rows that entered the index; a file listed twice with the same content counts once.
+    const kept: Array<{ row: number; record: VolumeRecord }> = [];
+    const seen = new Set<string>();
+    csvRows.forEach((_, row) => {
+      const record = recordOf(row);
+      if (record && !seen.has(record.volumeId)) {
+        seen.add(record.volumeId);
+        kept.push({ row, record });
+      }
+    });
+    const group = (i: number): string => csvRows[kept[i].row].labels[options.groupBy] || `row-${kept[i].row}`;
+    const label = (i: number, target: string): string | undefined => csvRows[kept[i].row].labels[target] || undefined;
+    const foldOf = groupedFolds(kept.map((_, i) => group(i)), folds, seed);
+
+    // Slice-level training rows: every slice of a volume carries its volume's labels and group.
+    const vectorsById = store.getVectors(kept.map((k) => k.record.volumeId));
+    const sliceOwner: number[] = [];
+    let sliceCount = 0;
+    for (const k of kept) sliceCount += vectorsById.get(k.record.volumeId)!.sliceIndices.length;
+    const sliceVectors = new Float32Array(sliceCount * store.dim);
+    let at = 0;
+    kept.forEach((k, i) => {
+      const v = vectorsById.get(k.record.volumeId)!;
+      sliceVectors.set(v.vectors.subarray(0, v.sliceIndices.length * store.dim), at * store.dim);
+      for (let s = 0; s < v.sliceIndices.length; s++) sliceOwner.push(i);
+      at += v.sliceIndices.length;
+    });
+    const training = {
+      vectors: sliceVectors,
+      dim: store.dim,
+      targets: options.targets.map((t) => sliceOwner.map((i) => label(i, t))),
+      groups: sliceOwner.map((i) => group(i)),
+    };
+
+    const queries: CvQueryScore[] = [];
+    const foldInfos: CvFoldInfo[] = [];
+    for (let fold = 0; fold < folds; fold++) {
+      const queryIdx = kept.map((_, i) => i).filter((i) => foldOf[i] === fold);
+      const dbIdx = kept.map((_, i) => i).filter((i) => foldOf[i] !== fold);
+      const dbSlices = sliceOwner.map((owner, s) => ({ owner, s })).filter(({ owner }) => foldOf[owner] !== fold).map(({ s }) => s);
+      options.onProgress?.('fitting', fold, folds, `fold ${fold + 1}: normalization and head on ${dbIdx.length} database rows`);
+      const normalization = await fitNormalization(sliceVectors, store.dim, { rows: dbSlices, ...(options.whitenDim ? { whitenDim: options.whitenDim } : {}) });
+      const head = await fitHead(training, { rows: dbSlices, seed });
+      const names: Record<CvSpace, string | undefined> = { raw: undefined, normalized: `cv-fold${fold + 1}-normalized`, 'fine-tuned': `cv-fold${fold + 1}-head` };
+      saveSpace(store, { name: names.normalized!, kind: 'normalization', encoderId: store.encoderId, inputDim: store.dim, outputDim: normalization.layers[0].outDim, training: { fold: fold + 1 } }, spaceModel(normalization.layers, 'cv normalization'));
+      saveSpace(store, { name: names['fine-tuned']!, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.layers[0].outDim, training: { fold: fold + 1 } }, spaceModel(head.layers, 'cv head'));
+      foldInfos.push({
+        fold: fold + 1,
+        queryRows: queryIdx.length,
+        databaseRows: dbIdx.length,
+        queryGroups: [...new Set(queryIdx.map(group))].sort(),
+        trainingGroups: [...new Set(dbSlices.map((s) => training.groups[s]))].sort(),
+        head: { chosen: head.chosen, validation: head.validation, seconds: head.seconds, trainingRows: head.trainingRows },
+      });
+      const includeVolumeIds = dbIdx.map((i) => kept[i].record.volumeId);
+      const scores = new Map<number, CvQueryScore>();
+      for (const space of CV_SPACES) {
+        const view = names[space] ? await SpaceStore.open(store, names[space]!) : undefined;
+        try {
+          for (const [n, q] of queryIdx.entries()) {
+            const raw = vectorsById.get(kept[q].record.volumeId)!;
+            const vectors = view ? await view.project(raw.vectors.subarray(0, raw.sliceIndices.length * store.dim)) : raw.vectors;
+            const results = await search(view ?? store, { vectors, dim: view?.dim ?? store.dim, sliceIndices: raw.sliceIndices, zMm: raw.zMm, volumeId: kept[q].record.volumeId }, {
+              method,
+              top: Math.max(...CV_KS),
+              filter: { includeVolumeIds },
+              localize: false,
+            });
+            const idOf = new Map(dbIdx.map((i) => [kept[i].record.volumeId, i] as const));
+            const entry = scores.get(q) ?? { row: kept[q].row, volumeId: kept[q].record.volumeId, group: group(q), fold: fold + 1, scores: { raw: [], normalized: [], 'fine-tuned': [] } };
+            for (const target of options.targets) {
+              const wanted = label(q, target);
+              const relevant = results.map((r) => label(idOf.get(r.volumeId)!, target) === wanted);
+              const pool = dbIdx.filter((i) => label(i, target) !== undefined);
+              const same = pool.filter((i) => label(i, target) === wanted).length;
+              entry.scores[space].push({
+                target,
+                p: CV_KS.map((k) => precisionAtK(relevant, k)),
+                ap10: averagePrecisionAtK(relevant, 10),
+                randomP: CV_KS.map((k) => randomPrecisionAtK(pool.length, same, k)),
+                randomAp10: randomAveragePrecision(pool.length, same, 10),
+              });
+            }
+            scores.set(q, entry);
+            if (n % 50 === 0) options.onProgress?.('searching', fold, folds, `fold ${fold + 1}, ${space}: ${n}/${queryIdx.length} queries`);
+          }
+        } finally {
+          view?.close();
+        }
+      }
+      queries.push(...scores.values());
+      removeSpace(store, names.normalized!);
+      removeSpace(store, names['fine-tuned']!);
+    }
+    options.onProgress?.('done', folds, folds);
+    return summarize(options, csvRows.length, kept.map((_, i) => group(i)), kept.map((_, i) => i), label, queries, foldInfos, { folds, seed, encoder: encoder.name, encoderId: encoder.id, method }, started);
+  } finally {
+    store.close();
+    await encoder.close();
+  }
+}
+
+function summarize(
+  options: GroupedCvOptions,
+  rows: number,
+  groups: string[],
+  indices: number[],
+  label: (i: number, target: string) => string | undefined,
+  queries: CvQueryScore[],
+  folds: CvFoldInfo[],
+  settings: { folds: number; seed: number; encoder: string; encoderId: string; method: SearchMethod },
+  started: number,
+): CvResults {
+  const metricNames = [...CV_KS.map((k) => `P@${k}`), 'AP@10'];
+  const valueOf = (s: CvQueryScore['scores'][CvSpace][number], m: number): number => (m < CV_KS.length ? s.p[m] : s.ap10);
+  const randomOf = (s: CvQueryScore['scores'][CvSpace][number], m: number): number => (m < CV_KS.length ? s.randomP[m] : s.randomAp10);
+  const metrics = {} as CvResults['metrics'];
+  for (const space of CV_SPACES) {
+    metrics[space] = {};
+    options.targets.forEach((target, t) => {
+      metrics[space][target] = {};
+      metricNames.forEach((name, m) => {
+        const values = queries.map((q) => valueOf(q.scores[space][t], m));
+        metrics[space][target][name] = { mean: mean(values), se: standardError(values), random: mean(queries.map((q) => randomOf(q.scores[space][t], m))) };
+      });
+    });
+  }
+  const gains: CvResults['gains'] = {};
+  options.targets.forEach((target, t) => {
+    gains[target] = {};
+    metricNames.forEach((name, m) => {
+      const diffs = queries.map((q) => valueOf(q.scores['fine-tuned'][t], m) - valueOf(q.scores.raw[t], m));
+      gains[target][name] = { mean: mean(diffs), se: standardError(diffs) };
+    });
+  });
+  const labelCounts: Record<string, Record<string, number>> = {};
+  for (const target of options.targets) {
+    labelCounts[target] = {};
+    for (const i of indices) {
+      const value = label(i, target) ?? '(none)';
+      labelCounts[target][value] = (labelCounts[target][value] ?? 0) + 1;
+    }
+  }
+  return {
+    format: 'mir3d-cv/1',
+    dataset: { csv: options.csvPath, rows, groups: new Set(groups).size, targets: options.targets, groupBy: options.groupBy, labelCounts },
+    settings: { ...settings, normalization: options.whitenDim ? `PCA-whitening to ${options.whitenDim}` : 'mean-centring', head: 'LDA-like (p, β chosen on a grouped validation split of the training folds)' },
+    metrics,
+    gains,
+    folds,
+    queries,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * Problems with a learned space (a normalization or a trained head) carry a stable code and the file or
+ * index they concern, so the CLI prints one line and exits 2, as for bad volumes.
+ */
+export type SpaceErrorCode =
+  /** The stored graph or its description is unreadable, or its bytes do not match the recorded hash. */
+  | 'CORRUPT_SPACE'
+  /** No space of that name in the index. */
+  | 'UNKNOWN_SPACE'
+  /** The space was learned from other vectors (another encoder or dimension) than the index holds. */
+  | 'SPACE_MISMATCH'
+  /** The labels cannot train anything: a missing column, one class only, too few groups. */
+  | 'BAD_LABELS'
+  /** A space name that cannot be a file name, or is reserved. */
+  | 'BAD_NAME';
+
+export class SpaceError extends Error {
+  override readonly name = 'SpaceError';
+  constructor(
+    readonly code: SpaceErrorCode,
+    readonly path: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${detail}`, options);
+  }
+}
+
+export function isSpaceError(value: unknown): value is SpaceError {
+  return value instanceof SpaceError;
+}

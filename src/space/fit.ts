@@ -1,0 +1,366 @@
+/**
+ * Learning spaces from backbone vectors. Generic over where the vectors come from (an index, an eval
+ * fold, a text tower): inputs are a row-major matrix, row labels and row groups.
+ *
+ * - Archive statistics: mean-centring, optionally PCA-whitening to a chosen dimension.
+ * - A supervised head, LDA-like: PCA-whiten to p dims, then rotate onto the eigenvectors of the
+ *   between-class scatter and weight each direction by its between/within ratio, plus a floor β that keeps
+ *   the rest of the whitened space (pure LDA keeps only C − 1 directions: one for a yes/no label, which
+ *   reduces retrieval to a coin with two faces). p and β are chosen on a validation split of whole groups
+ *   (patients), by P@5 there; the head is then refitted on all the training rows with them.
+ *
+ * Every space is one chain of affine layers from the raw vectors, so applying it is a single graph.
+ */
+import * as ort from 'onnxruntime-node';
+import { exactTopK } from '../compute/topk.js';
+import { computeSessions } from '../compute/runtime.js';
+import { symmetricEigen, type SymmetricEigen } from './eigen.js';
+import { SpaceError } from './errors.js';
+import { spaceModel, type AffineLayer } from './graph.js';
+import { SpaceKernel } from './kernel.js';
+import { encodeClasses, momentsOf, type Moments } from './statistics.js';
+
+export interface LabelledRows {
+  /** rows × dim backbone vectors. */
+  vectors: Float32Array;
+  dim: number;
+  /** One array per target: each row's label (undefined: unlabelled for that target). */
+  targets: ReadonlyArray<ReadonlyArray<string | number | undefined>>;
+  /** Each row's group (patient): a group is wholly in training or in validation. */
+  groups: ReadonlyArray<string>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Archive statistics
+// ---------------------------------------------------------------------------------------------------
+
+export interface NormalizationFit {
+  layers: AffineLayer[];
+  /** Rows the statistics were computed from. */
+  sampleRows: number;
+  whitenDim?: number;
+}
+
+/** Relative floor on eigenvalues when whitening, so directions of no variance are not blown up. */
+const WHITEN_FLOOR = 1e-6;
+
+function pcaWhitening(moments: Moments, eigen: SymmetricEigen, p: number): Float64Array {
+  const { dim, count } = moments;
+  const w = new Float64Array(dim * p);
+  const floor = Math.max(eigen.values[0], 0) * WHITEN_FLOOR + 1e-12;
+  for (let j = 0; j < p; j++) {
+    const scale = 1 / Math.sqrt(Math.max(eigen.values[j], 0) / Math.max(count - 1, 1) + floor);
+    for (let i = 0; i < dim; i++) w[i * p + j] = eigen.vectors[j * dim + i] * scale;
+  }
+  return w;
+}
+
+/** The affine layer x ↦ (x − mean)·W, as W and b = −mean·W. */
+function centredLayer(mean: Float64Array, w: Float64Array, inDim: number, outDim: number): AffineLayer {
+  const bias = new Float32Array(outDim);
+  for (let j = 0; j < outDim; j++) {
+    let s = 0;
+    for (let i = 0; i < inDim; i++) s += mean[i] * w[i * outDim + j];
+    bias[j] = -s;
+  }
+  return { inDim, outDim, weight: Float32Array.from(w), bias };
+}
+
+/** Mean-centring (whitenDim undefined) or PCA-whitening onto the top `whitenDim` directions. */
+export async function fitNormalization(vectors: Float32Array, dim: number, options: { whitenDim?: number; rows?: readonly number[] } = {}): Promise<NormalizationFit> {
+  const rows = options.rows;
+  const count = rows ? rows.length : vectors.length / dim;
+  if (count < 2) throw new SpaceError('BAD_LABELS', 'normalization', `${count} vector(s) cannot give archive statistics; index more first`);
+  if (options.whitenDim === undefined) {
+    const mean = new Float64Array(dim);
+    for (let r = 0; r < count; r++) {
+      const base = (rows ? rows[r] : r) * dim;
+      for (let j = 0; j < dim; j++) mean[j] += vectors[base + j];
+    }
+    const bias = new Float32Array(dim);
+    for (let j = 0; j < dim; j++) bias[j] = -mean[j] / count;
+    return { layers: [{ inDim: dim, outDim: dim, weight: null, bias }], sampleRows: count };
+  }
+  const p = Math.min(options.whitenDim, dim, count - 1);
+  const moments = await momentsOf(vectors, dim, rows);
+  const eigen = symmetricEigen(moments.scatter, dim);
+  return { layers: [centredLayer(moments.mean, pcaWhitening(moments, eigen, p), dim, p)], sampleRows: count, whitenDim: p };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Grouped split
+// ---------------------------------------------------------------------------------------------------
+
+/** Deterministic PRNG (mulberry32): a fixed seed reproduces every split and sample. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Groups shuffled with the seed and dealt into `folds` folds of about equal row counts; returns each
+ * row's fold. Rows of one group always share a fold. */
+export function groupedFolds(groups: ReadonlyArray<string>, folds: number, seed: number): Int32Array {
+  const sizes = new Map<string, number>();
+  for (const g of groups) sizes.set(g, (sizes.get(g) ?? 0) + 1);
+  if (sizes.size < folds) throw new SpaceError('BAD_LABELS', 'groups', `${sizes.size} group(s) cannot fill ${folds} folds; every fold needs groups of its own`);
+  const random = seededRandom(seed);
+  const names = [...sizes.keys()].sort();
+  for (let i = names.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [names[i], names[j]] = [names[j], names[i]];
+  }
+  // Largest groups first onto the currently smallest fold: balanced rows without breaking a group.
+  const order = names.map((name, n) => ({ name, n })).sort((a, b) => sizes.get(b.name)! - sizes.get(a.name)! || a.n - b.n);
+  const load = new Array<number>(folds).fill(0);
+  const foldOf = new Map<string, number>();
+  for (const { name } of order) {
+    let best = 0;
+    for (let f = 1; f < folds; f++) if (load[f] < load[best]) best = f;
+    foldOf.set(name, best);
+    load[best] += sizes.get(name)!;
+  }
+  return Int32Array.from(groups, (g) => foldOf.get(g)!);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Supervised head
+// ---------------------------------------------------------------------------------------------------
+
+export interface HeadCandidate {
+  pcaDim: number;
+  floor: number;
+}
+
+export interface HeadTrainingProgress {
+  step: number;
+  steps: number;
+  candidate: HeadCandidate;
+  /** Fisher criterion of the candidate on its training rows: share of whitened variance within classes
+   * (lower is better separated); the "loss" of a closed-form fit. */
+  withinShare: number;
+  validationP5: number;
+  best: { candidate: HeadCandidate; validationP5: number };
+}
+
+export interface HeadFit {
+  layers: AffineLayer[];
+  method: 'lda';
+  chosen: HeadCandidate;
+  validation: { p5: number; rawP5: number; queries: number; databaseRows: number; groups: number };
+  tried: Array<HeadCandidate & { validationP5: number; withinShare: number }>;
+  trainingRows: number;
+  seconds: number;
+}
+
+export interface HeadOptions {
+  seed?: number;
+  /** Share of groups held out for validation (default 0.2). */
+  validationShare?: number;
+  pcaDims?: readonly number[];
+  floors?: readonly number[];
+  /** Most validation queries scored per candidate (sampled with the seed). */
+  maxValidationQueries?: number;
+  onProgress?: (progress: HeadTrainingProgress) => void;
+}
+
+const DEFAULT_PCA_DIMS = [32, 64, 128, 256];
+const DEFAULT_FLOORS = [0.1, 0.3, 1];
+const DEFAULT_VALIDATION_QUERIES = 2000;
+
+interface WhitenedBasis {
+  moments: Moments;
+  eigen: SymmetricEigen;
+  maxDim: number;
+  /** rows × maxDim: the training rows in the whitened PCA basis (largest variance first). */
+  z: Float32Array;
+}
+
+/** X·W for many rows on ONNX Runtime (Gemm with Wᵀ as the "database" side), then minus mean·W. */
+async function projectRows(vectors: Float32Array, dim: number, rows: readonly number[], layer: AffineLayer): Promise<Float32Array> {
+  const { outDim } = layer;
+  const w = layer.weight!;
+  const wt = new Float32Array(outDim * dim);
+  for (let i = 0; i < dim; i++) for (let j = 0; j < outDim; j++) wt[j * dim + i] = w[i * outDim + j];
+  const sessions = await computeSessions();
+  const out = new Float32Array(rows.length * outDim);
+  const chunk = 4096;
+  const buffer = new Float32Array(Math.min(chunk, Math.max(rows.length, 1)) * dim);
+  const x = new ort.Tensor('float32', wt, [outDim, dim]);
+  for (let r0 = 0; r0 < rows.length; r0 += chunk) {
+    const n = Math.min(chunk, rows.length - r0);
+    for (let r = 0; r < n; r++) buffer.set(vectors.subarray(rows[r0 + r] * dim, rows[r0 + r] * dim + dim), r * dim);
+    const result = await sessions.similarity.run({ Q: new ort.Tensor('float32', buffer.subarray(0, n * dim), [n, dim]), X: x });
+    const product = result.similarities.data as Float32Array;
+    for (let r = 0; r < n; r++) for (let j = 0; j < outDim; j++) out[(r0 + r) * outDim + j] = product[r * outDim + j] + layer.bias[j];
+  }
+  return out;
+}
+
+async function whitenedBasis(data: LabelledRows, rows: readonly number[], maxDim: number): Promise<WhitenedBasis> {
+  const moments = await momentsOf(data.vectors, data.dim, rows);
+  const eigen = symmetricEigen(moments.scatter, data.dim);
+  const layer = centredLayer(moments.mean, pcaWhitening(moments, eigen, maxDim), data.dim, maxDim);
+  const z = await projectRows(data.vectors, data.dim, rows, layer);
+  return { moments, eigen, maxDim, z };
+}
+
+/** Between-class scatter of the first p whitened coordinates, summed over targets (each normalized by
+ * its labelled rows), p × p. */
+function betweenClass(basis: WhitenedBasis, data: LabelledRows, rows: readonly number[], p: number): Float64Array {
+  const b = new Float64Array(p * p);
+  const stride = basis.maxDim;
+  for (const target of data.targets) {
+    const { classes, names } = encodeClasses(rows.map((r) => target[r]));
+    const sums = new Float64Array(names.length * p);
+    const counts = new Float64Array(names.length);
+    let labelled = 0;
+    const grand = new Float64Array(p);
+    rows.forEach((_, i) => {
+      const c = classes[i];
+      if (c < 0) return;
+      counts[c]++;
+      labelled++;
+      for (let j = 0; j < p; j++) {
+        sums[c * p + j] += basis.z[i * stride + j];
+        grand[j] += basis.z[i * stride + j];
+      }
+    });
+    if (labelled === 0) continue;
+    for (let j = 0; j < p; j++) grand[j] /= labelled;
+    for (let c = 0; c < names.length; c++) {
+      if (counts[c] === 0) continue;
+      const weight = counts[c] / labelled;
+      const m = new Float64Array(p);
+      for (let j = 0; j < p; j++) m[j] = sums[c * p + j] / counts[c] - grand[j];
+      for (let i = 0; i < p; i++) for (let j = 0; j < p; j++) b[i * p + j] += weight * m[i] * m[j];
+    }
+  }
+  return b;
+}
+
+/** The head's single layer from raw vectors for one candidate, and its within-class share. */
+function headLayer(basis: WhitenedBasis, data: LabelledRows, rows: readonly number[], candidate: HeadCandidate): { layer: AffineLayer; withinShare: number } {
+  const p = Math.min(candidate.pcaDim, basis.maxDim);
+  const between = symmetricEigen(betweenClass(basis, data, rows, p), p);
+  const targets = Math.max(data.targets.length, 1);
+  // Directions in the whitened p-space, each scaled by sqrt(between / within) + floor.
+  const rotation = new Float64Array(p * p);
+  let within = 0;
+  for (let k = 0; k < p; k++) {
+    const lambda = Math.min(Math.max(between.values[k] / targets, 0), 0.999);
+    within += 1 - lambda;
+    const scale = Math.sqrt(lambda / (1 - lambda)) + candidate.floor;
+    for (let i = 0; i < p; i++) rotation[i * p + k] = between.vectors[k * p + i] * scale;
+  }
+  const whiten = pcaWhitening(basis.moments, basis.eigen, p);
+  const dim = data.dim;
+  const w = new Float64Array(dim * p);
+  for (let i = 0; i < dim; i++) {
+    for (let m = 0; m < p; m++) {
+      const a = whiten[i * p + m];
+      if (a === 0) continue;
+      for (let k = 0; k < p; k++) w[i * p + k] += a * rotation[m * p + k];
+    }
+  }
+  return { layer: centredLayer(basis.moments.mean, w, dim, p), withinShare: within / p };
+}
+
+/** Mean over targets of P@5 (same label) of each query row against the database rows, in a space. */
+export async function spaceP5(data: LabelledRows, layers: readonly AffineLayer[] | undefined, queries: readonly number[], database: readonly number[], k = 5): Promise<number> {
+  const gather = (rows: readonly number[]): Float32Array => {
+    const out = new Float32Array(rows.length * data.dim);
+    rows.forEach((r, i) => out.set(data.vectors.subarray(r * data.dim, r * data.dim + data.dim), i * data.dim));
+    return out;
+  };
+  let q = gather(queries);
+  let x = gather(database);
+  let dim = data.dim;
+  if (layers) {
+    const kernel = await SpaceKernel.open(spaceModel(layers, 'validation candidate'), 'validation candidate');
+    try {
+      q = await kernel.apply(q);
+      x = await kernel.apply(x);
+      dim = kernel.outputDim;
+    } finally {
+      await kernel.close();
+    }
+  }
+  const top = await exactTopK(q, dim, [{ vectors: x, rows: database.length }], k);
+  let total = 0;
+  let scored = 0;
+  for (const target of data.targets) {
+    for (let i = 0; i < queries.length; i++) {
+      const label = target[queries[i]];
+      if (label === undefined || label === '') continue;
+      let same = 0;
+      for (let h = 0; h < top.counts[i]; h++) if (String(target[database[top.rowIndices[i * k + h]]]) === String(label)) same++;
+      total += same / k;
+      scored++;
+    }
+  }
+  return scored > 0 ? total / scored : 0;
+}
+
+function checkLabels(data: LabelledRows, rows: readonly number[]): void {
+  if (data.targets.length === 0) throw new SpaceError('BAD_LABELS', 'targets', 'no target given');
+  data.targets.forEach((target, t) => {
+    const values = new Set(rows.map((r) => target[r]).filter((v) => v !== undefined && v !== '').map(String));
+    if (values.size < 2) throw new SpaceError('BAD_LABELS', `target ${t + 1}`, `needs at least two label values among the training rows, found ${values.size}`);
+  });
+}
+
+/** Trains the LDA-like head on `rows` (default all), choosing p and β on a grouped validation split. */
+export async function fitHead(data: LabelledRows, options: HeadOptions & { rows?: readonly number[] } = {}): Promise<HeadFit> {
+  const started = performance.now();
+  const all = options.rows ?? Array.from({ length: data.groups.length }, (_, i) => i);
+  checkLabels(data, all);
+  const seed = options.seed ?? 1;
+  const share = options.validationShare ?? 0.2;
+  const folds = Math.max(2, Math.round(1 / share));
+  const groupCount = new Set(all.map((r) => data.groups[r])).size;
+  if (groupCount < 2) throw new SpaceError('BAD_LABELS', 'groups', `the training rows come from ${groupCount} group; validation needs groups of its own`);
+  const fold = groupedFolds(all.map((r) => data.groups[r]), Math.min(folds, groupCount), seed);
+  const inner = all.filter((_, i) => fold[i] !== 0);
+  let validation = all.filter((_, i) => fold[i] === 0);
+  const maxQueries = options.maxValidationQueries ?? DEFAULT_VALIDATION_QUERIES;
+  if (validation.length > maxQueries) {
+    const random = seededRandom(seed + 1);
+    validation = validation.map((r) => ({ r, key: random() })).sort((a, b) => a.key - b.key).slice(0, maxQueries).map((v) => v.r).sort((a, b) => a - b);
+  }
+  const rank = (rows: readonly number[]): number => Math.min(data.dim, rows.length - 1);
+  const pcaDims = (options.pcaDims ?? DEFAULT_PCA_DIMS).filter((p) => p <= rank(inner));
+  if (pcaDims.length === 0) pcaDims.push(Math.max(1, rank(inner)));
+  const floors = options.floors ?? DEFAULT_FLOORS;
+  const candidates = pcaDims.flatMap((pcaDim) => floors.map((floor) => ({ pcaDim, floor })));
+
+  const basis = await whitenedBasis(data, inner, Math.max(...pcaDims));
+  const rawP5 = await spaceP5(data, undefined, validation, inner);
+  const tried: HeadFit['tried'] = [];
+  let best: { candidate: HeadCandidate; validationP5: number } | undefined;
+  for (const [step, candidate] of candidates.entries()) {
+    const { layer, withinShare } = headLayer(basis, data, inner, candidate);
+    const validationP5 = await spaceP5(data, [layer], validation, inner);
+    tried.push({ ...candidate, validationP5, withinShare });
+    // Ties go to the smaller, more regularized candidate tried first.
+    if (!best || validationP5 > best.validationP5 + 1e-9) best = { candidate, validationP5 };
+    options.onProgress?.({ step: step + 1, steps: candidates.length + 1, candidate, withinShare, validationP5, best });
+  }
+  const chosen = best!.candidate;
+  const finalBasis = await whitenedBasis(data, all, Math.min(chosen.pcaDim, rank(all)));
+  const { layer } = headLayer(finalBasis, data, all, { ...chosen, pcaDim: Math.min(chosen.pcaDim, finalBasis.maxDim) });
+  return {
+    layers: [layer],
+    method: 'lda',
+    chosen,
+    validation: { p5: best!.validationP5, rawP5, queries: validation.length, databaseRows: inner.length, groups: groupCount },
+    tried,
+    trainingRows: all.length,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
