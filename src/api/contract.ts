@@ -50,6 +50,8 @@ export interface SearchParams {
   text?: string;
   /** Fuse the volume query with the caption its indexed volume carries in this label. */
   captionLabel?: string;
+  /** The index's learned space to search in ('raw': the backbone's own vectors); default the index's default. */
+  space?: string;
 }
 
 /** A series in the PACS the server is connected to (`mir3d serve --pacs`, else the one the index was
@@ -138,6 +140,8 @@ export interface SearchOptionsInfo {
   mode: 'exact' | 'approximate';
   fuse?: SearchMethodName;
   fusion?: FusionMethodName;
+  /** The space searched: 'raw' or a stored space's id (space:NAME@sha). */
+  space?: string;
 }
 
 export interface SearchResponse {

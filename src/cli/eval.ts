@@ -6,6 +6,7 @@ import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
 import { nonNegativeInteger, positiveInteger } from './options.js';
+import { runCvEval } from './eval-cv.js';
 import { runTextEval } from './eval-text.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
@@ -148,7 +149,7 @@ export function registerEval(program: Command): void {
   program
     .command('eval')
     .description("Evaluate retrieval methods with the papers' protocols (3D-MIR, C-MIR, region retrieval) and write report.md, report.html and results.json")
-    .argument('<dataset>', 'a Decathlon folder, a TotalSegmentator folder, "demo" (generated phantoms: runs anywhere) or "devbench" (the development benchmark built from the shared CTs)')
+    .argument('<dataset>', 'a Decathlon folder, a TotalSegmentator folder, "demo" (generated phantoms: runs anywhere) "devbench" (the development benchmark built from the shared CTs), or a labels.csv with a path column (grouped k-fold of raw, normalized and fine-tuned spaces; with --captions: text search)')
     .requiredOption('--out <dir>', 'output folder: indexes, reports (reused: unchanged volumes are not embedded again)')
     .option('--methods <list>', `comma-separated methods, or "all": ${DEFAULT_EVAL_METHODS.join(', ')}`, 'all')
     .option('--encoders <list>', 'comma-separated encoder names or model paths', DEFAULT_EVAL_ENCODERS.join(','))
@@ -174,16 +175,23 @@ export function registerEval(program: Command): void {
     .option('--localization-depth <n>', 'results per region query whose localization is scored (default 5)', positiveInteger('--localization-depth'))
     .option('--examples <n>', 'example queries with pictures per task (0: none)', nonNegativeInteger('--examples'), 3)
     .option('--captions <column>', '<labels.csv>: evaluate text-to-image search with this caption column (grouped k-fold; needs --target and --group-by)')
-    .option('--target <column>', '<labels.csv> --captions: the label a retrieved image must share with the described one')
-    .option('--group-by <column>', '<labels.csv> --captions: the label that keeps each patient on one side of every fold')
-    .option('--folds <n>', '<labels.csv> --captions: folds (default 5)', positiveInteger('--folds'))
+    .option('--target <column>', '<labels.csv>: the label a retrieved image must share with the query (several: a,b)')
+    .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
+    .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
+    .option('--whiten <dim>', '<labels.csv>: the normalized space PCA-whitens to this dimension (default: mean-centring)', positiveInteger('--whiten'))
+    .option('--seed <n>', '<labels.csv>: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
     .option('--report-only', "write the reports again from --out's results.json (no indexing, no search; <dataset> is not read)")
     .option('--no-progress', 'no progress display')
-    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number }) => {
-      if (dataset.toLowerCase().endsWith('.csv') && options.captions !== undefined) {
+    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number; whiten?: number; seed?: number }) => {
+      if (dataset.toLowerCase().endsWith('.csv')) {
         const encoders = list(options.encoders);
-        await runTextEval(dataset, { out: options.out, captions: options.captions, target: options.target, groupBy: options.groupBy, folds: options.folds, encoder: encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0], progress: options.progress, json: options.json });
+        const encoder = encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0];
+        if (options.captions !== undefined) {
+          await runTextEval(dataset, { out: options.out, captions: options.captions, target: options.target, groupBy: options.groupBy, folds: options.folds, encoder, progress: options.progress, json: options.json });
+        } else {
+          await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, encoder, progress: options.progress, json: options.json });
+        }
         return;
       }
       const methods = options.methods === 'all' ? [...DEFAULT_EVAL_METHODS] : list(options.methods);

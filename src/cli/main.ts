@@ -8,7 +8,7 @@ import { EXIT, UsageError, usageHint } from './exit.js';
 import { registerIndex } from './index-command.js';
 import { registerSearch } from './search-command.js';
 import { registerServe } from './serve.js';
-import { registerTrain } from './train-text.js';
+import { registerTrain } from './train.js';
 import { registerInfo } from './info.js';
 
 // Commander reports its own parse errors through outputError; remembering that keeps them to one line.

@@ -177,7 +177,7 @@ export function registerSearch(program: Command): void {
           return;
         }
         source = request.source;
-        const { resolved, results, timings } = outcome;
+        const { resolved, results, timings, space } = outcome;
         if (request.withText && resolved.text !== undefined) {
           for (const warning of resolved.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
           process.stderr.write(fusedTextLine(resolved.text, request.withText.fusion));
@@ -188,7 +188,7 @@ export function registerSearch(program: Command): void {
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels, ...(links.has(r.volumeId) ? { viewer: links.get(r.volumeId) } : {}) }));
           const query = { source: shownSource, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId, ...(resolved.text !== undefined ? { fusedText: resolved.text, warnings: resolved.warnings ?? [] } : {}) };
-          process.stdout.write(`${JSON.stringify({ query, options: request.options, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify({ query, options: request.options, space, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
           return;
         }
         const { options: o } = request;
@@ -197,7 +197,7 @@ export function registerSearch(program: Command): void {
         process.stdout.write(
           `query ${source.kind === 'indexed' ? source.volumeId : source.kind === 'dicomweb' ? `a series at ${source.client.endpoint.display}` : queryArg}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
             `${resolved.query.volumeId ? `, indexed as ${resolved.query.volumeId}${o.includeQueryVolume ? '' : ' (excluded)'}` : ''}; ` +
-            `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${o.mode ?? 'exact'} kNN; ` +
+            `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${o.mode ?? 'exact'} kNN${space === 'raw' ? '' : ` in ${space}`}; ` +
             `${resolved.reusedStoredVectors ? 'stored vectors' : `embedded in ${(timings.queryMs / 1000).toFixed(1)} s`}, searched in ${timings.searchMs.toFixed(0)} ms\n\n`,
         );
         process.stdout.write(`${results.length ? resultTable(results, store) : 'no results (the filter or exclusions leave nothing to search)'}\n`);

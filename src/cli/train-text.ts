@@ -1,8 +1,6 @@
-import { InvalidArgumentError, type Command } from 'commander';
 import { saveTextSpace, trainTextSpace, DEFAULT_TEXT_SPACE } from '../space/learned-text.js';
 import { StoreError } from '../store/errors.js';
 import { indexExists, openStore } from '../store/index.js';
-import { positiveInteger } from './options.js';
 import { startProgress } from './progress.js';
 
 export interface TrainCaptionsOptions {
@@ -12,6 +10,7 @@ export interface TrainCaptionsOptions {
   name?: string;
   seed?: number;
   steps?: number;
+  progress?: boolean;
 }
 
 /** `mir3d train --db DB --captions COLUMN`: learns a text space from the captions the volumes carry. */
@@ -20,7 +19,7 @@ export async function trainCaptions(options: TrainCaptionsOptions): Promise<void
   const store = openStore(options.db);
   try {
     const maxSteps = options.steps ?? 300;
-    const progress = startProgress('learning the text space', maxSteps, 'steps');
+    const progress = startProgress('learning the text space', maxSteps, 'steps', options.progress ?? true);
     const started = performance.now();
     const trained = trainTextSpace(store, {
       captionColumn: options.captions,
@@ -43,20 +42,4 @@ export async function trainCaptions(options: TrainCaptionsOptions): Promise<void
   } finally {
     store.close();
   }
-}
-
-export function registerTrain(program: Command): void {
-  program
-    .command('train')
-    .description("Learn a space from the index's labels: with --captions, a text space so that `mir3d search --text` works without a CLIP model")
-    .requiredOption('--db <dir>', 'index directory')
-    .option('--captions <column>', 'label holding each volume’s caption (index with --labels FILE.csv)')
-    .option('--group-by <column>', 'label that keeps a patient’s volumes together (held-out groups stop the training)')
-    .option('--name <name>', `name of the text space (default ${DEFAULT_TEXT_SPACE})`)
-    .option('--seed <n>', 'seed (default 1)', positiveInteger('--seed'))
-    .option('--steps <n>', 'most training steps (default 300)', positiveInteger('--steps'))
-    .action(async (options: Omit<TrainCaptionsOptions, 'captions'> & { captions?: string }) => {
-      if (!options.captions) throw new InvalidArgumentError('--captions COLUMN: the label holding each volume’s caption');
-      await trainCaptions({ ...options, captions: options.captions });
-    });
 }

@@ -1,128 +1,144 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { fitHead, fitNormalization, seededRandom } from '../space/fit.js';
+import { DEFAULT_TEXT_SPACE } from '../space/learned-text.js';
+import { fitNormalization, seededRandom } from '../space/fit.js';
 import { spaceModel } from '../space/graph.js';
-import { defaultSpaceName, listSpaces, RAW_SPACE, saveSpace, setDefaultSpace, spaceId } from '../space/persist.js';
+import { HEAD_METHODS, trainHead, type HeadMethod } from '../space/train-head.js';
+import { defaultSpaceName, listSpaces, loadSpace, RAW_SPACE, removeSpace, saveSpace, setDefaultSpace, spaceId } from '../space/persist.js';
+import { slicesOfStore } from '../space/slices.js';
 import { StoreError } from '../store/errors.js';
 import { indexExists, openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { collect, positiveInteger } from './options.js';
 import { startProgress } from './progress.js';
+import { trainCaptions } from './train-text.js';
 
 interface TrainCommandOptions {
   db: string;
+  captions?: string;
   target: string[];
   groupBy?: string;
   normalize?: boolean;
   whiten?: number;
   sample?: number;
+  method: string;
   name?: string;
   seed: number;
+  steps?: number;
   default?: boolean;
+  setDefault?: string;
+  remove?: string;
   list?: boolean;
   progress: boolean;
 }
 
-/** Every stored slice vector of the index with its volume's labels (rows in volume order). */
-function slicesOf(store: Store): { vectors: Float32Array; owners: number[]; labels: Array<Record<string, string | number>> } {
-  const records = store.listVolumes();
-  const vectors = store.getVectors(records.map((r) => r.volumeId));
-  let rows = 0;
-  for (const r of records) rows += vectors.get(r.volumeId)?.sliceIndices.length ?? 0;
-  const out = new Float32Array(rows * store.dim);
-  const owners: number[] = [];
-  let at = 0;
-  records.forEach((record, i) => {
-    const v = vectors.get(record.volumeId);
-    if (!v) return;
-    out.set(v.vectors.subarray(0, v.sliceIndices.length * store.dim), at * store.dim);
-    for (let s = 0; s < v.sliceIndices.length; s++) owners.push(i);
-    at += v.sliceIndices.length;
-  });
-  return { vectors: out, owners, labels: records.map((r) => r.labels) };
+
+function listText(store: Store): string {
+  const current = defaultSpaceName(store);
+  const lines = [`${RAW_SPACE}${current === RAW_SPACE ? '  (default)' : ''}  the backbone's own ${store.dim}-d vectors`];
+  for (const s of listSpaces(store)) {
+    const t = s.training as Record<string, unknown>;
+    const validation = t.validation as { p5?: number; rawP5?: number } | undefined;
+    const what = s.kind === 'head' ? `head (${String(t.method)}) for ${(t.targets as string[] | undefined)?.join(', ') ?? '?'}${validation?.p5 !== undefined ? `, validation P@5 ${validation.p5.toFixed(3)} (raw ${validation.rawP5?.toFixed(3)})` : ''}` : `normalization (${String(t.method)})`;
+    lines.push(`${s.name}${current === s.name ? '  (default)' : ''}  ${what}, ${s.inputDim} → ${s.outputDim}, ${spaceId(s)}, ${s.createdAt}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function normalize(store: Store, options: TrainCommandOptions): Promise<void> {
+  const slices = slicesOfStore(store);
+  const rows = slices.owners.length;
+  const name = options.name ?? 'normalized';
+  const limit = options.sample ?? 100_000;
+  let sample: number[] | undefined;
+  if (rows > limit) {
+    const random = seededRandom(options.seed);
+    sample = Array.from({ length: rows }, (_, i) => i).map((i) => ({ i, key: random() })).sort((a, b) => a.key - b.key).slice(0, limit).map((x) => x.i).sort((a, b) => a - b);
+  }
+  const fit = await fitNormalization(slices.vectors, store.dim, { ...(sample ? { rows: sample } : {}), ...(options.whiten ? { whitenDim: options.whiten } : {}) });
+  const method = fit.whitenDim ? `pca-whitening-${fit.whitenDim}` : 'mean-centring';
+  const saved = saveSpace(store, { name, kind: 'normalization', encoderId: store.encoderId, inputDim: store.dim, outputDim: fit.layers[fit.layers.length - 1].outDim, training: { method, sampleRows: fit.sampleRows, seed: options.seed } }, spaceModel(fit.layers, 'mir3d archive statistics'));
+  if (options.default) setDefaultSpace(store, name);
+  process.stdout.write(`space ${name}: ${method} fitted on ${fit.sampleRows} of ${rows} slice vectors (${spaceId(saved)})${options.default ? '; now the default' : `; search with --space ${name}`}\n`);
+}
+
+async function head(store: Store, options: TrainCommandOptions): Promise<void> {
+  if (!options.groupBy) throw new InvalidArgumentError('--group-by <column> is required with --target (e.g. patient): validation must hold whole patients out');
+  const method = options.method as HeadMethod;
+  const progress = startProgress(`training (${method})`, 1, method === 'lda' ? 'candidates' : 'epochs', options.progress);
+  let trained;
+  try {
+    trained = await trainHead(store, {
+      targets: options.target,
+      groupBy: options.groupBy,
+      method,
+      seed: options.seed,
+      ...(options.steps ? { maxEpochs: options.steps } : {}),
+      onProgress: (p) => {
+        progress.setTotal(p.steps);
+        progress.update(p.step, `loss ${p.loss.toFixed(3)}, validation P@5 ${p.validationP5.toFixed(3)} (best ${p.bestP5.toFixed(3)})${p.detail ? `, ${p.detail}` : ''}`);
+      },
+    });
+  } finally {
+    progress.stop();
+  }
+  const name = options.name ?? 'head';
+  const saved = saveSpace(store, { name, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: trained.outputDim, training: trained.record }, trained.model);
+  if (options.default) setDefaultSpace(store, name);
+  const v = trained.validation;
+  process.stdout.write(
+    `space ${name}: ${trained.description} on ${trained.trainingRows} slice vectors of ${trained.groups} ${options.groupBy} groups in ${trained.seconds.toFixed(1)} s\n` +
+      `validation (${v.queries} slices of held-out ${options.groupBy} groups against the other training groups): P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)}\n` +
+      `${spaceId(saved)}${options.default ? '; now the default (searches use it unless --space raw)' : `; search with --space ${name}`}\n`,
+  );
 }
 
 export function registerTrain(program: Command): void {
   program
     .command('train')
-    .description("Learn a space from the index's own vectors: a head from labels (--target, --group-by), or archive statistics (--normalize); the backbone is not run again")
+    .description(
+      "Learn a space from the index's own vectors and labels (the backbone is not run again): a head from labels (--target, --group-by), " +
+        'archive statistics (--normalize), or a text space from captions (--captions); kept in the index',
+    )
     .requiredOption('--db <dir>', 'index directory')
-    .option('--target <column>', 'label column the head learns (repeatable)', collect, [])
-    .option('--group-by <column>', 'group column (patient): validation holds whole groups out')
-    .option('--normalize', 'fit archive statistics instead: mean-centring (with --whiten: PCA-whitening)')
+    .option('--target <column>', 'label the head learns: slices with the same value come together (repeatable)', collect, [])
+    .option('--captions <column>', 'learn a text space from this caption label, so `mir3d search --text` works without a CLIP model')
+    .option('--normalize', 'fit archive statistics: mean-centring (with --whiten: PCA-whitening)')
+    .option('--group-by <column>', 'label keeping a patient together (e.g. patient): validation holds whole groups out')
+    .option('--method <m>', `head: ${HEAD_METHODS.join(', ')} (lda: linear discriminant)`, 'lda')
     .option('--whiten <dim>', 'with --normalize: PCA-whiten to this dimension', positiveInteger('--whiten'))
     .option('--sample <n>', 'with --normalize: fit on at most this many slice vectors (default 100000)', positiveInteger('--sample'))
-    .option('--name <name>', 'name of the space (default "head", or "normalized")')
-    .option('--seed <n>', 'seed of the validation split and samples', positiveInteger('--seed'), 1)
-    .option('--default', 'make it the space searches use when none is named')
+    .option('--name <name>', `name of the space (default "head", "normalized", or ${DEFAULT_TEXT_SPACE} for --captions)`)
+    .option('--seed <n>', 'seed of the validation split, samples and initial weights (default 1)', positiveInteger('--seed'), 1)
+    .option('--steps <n>', 'most training steps or epochs (--captions default 300, --method mlp default 60)', positiveInteger('--steps'))
+    .option('--default', 'make the new space the one searches use when none is named')
+    .option('--set-default <name>', `make this stored space (or ${RAW_SPACE}) the default and exit`)
+    .option('--remove <name>', 'remove this stored space and exit')
     .option('--list', 'list the spaces of the index and exit')
     .option('--no-progress', 'no progress display')
     .action(async (options: TrainCommandOptions) => {
+      const modes = [options.captions !== undefined, options.target.length > 0, options.normalize === true, options.list === true, options.setDefault !== undefined, options.remove !== undefined].filter(Boolean).length;
+      if (modes !== 1) throw new InvalidArgumentError('give one of --target COLUMN (a head), --normalize, --captions COLUMN (a text space), --list, --set-default NAME or --remove NAME');
+      if (!HEAD_METHODS.includes(options.method as HeadMethod)) throw new InvalidArgumentError(`--method: ${HEAD_METHODS.join(' or ')}`);
+      if (options.captions !== undefined) {
+        await trainCaptions({ db: options.db, captions: options.captions, ...(options.groupBy ? { groupBy: options.groupBy } : {}), ...(options.name ? { name: options.name } : {}), seed: options.seed, ...(options.steps ? { steps: options.steps } : {}), progress: options.progress });
+        return;
+      }
       if (!indexExists(options.db)) throw new StoreError('NOT_FOUND', options.db, 'no index here (create one with mir3d index)');
       const store = openStore(options.db);
       try {
         if (options.list) {
-          const current = defaultSpaceName(store);
-          const lines = [`${RAW_SPACE}${current === RAW_SPACE ? '  (default)' : ''}  the backbone's own ${store.dim}-d vectors`];
-          for (const s of listSpaces(store)) lines.push(`${s.name}${current === s.name ? '  (default)' : ''}  ${s.kind}, ${s.inputDim} → ${s.outputDim}, ${spaceId(s)}, ${s.createdAt}`);
-          process.stdout.write(`${lines.join('\n')}\n`);
-          return;
+          process.stdout.write(listText(store));
+        } else if (options.setDefault !== undefined) {
+          setDefaultSpace(store, options.setDefault);
+          process.stdout.write(`searches in ${options.db} now use ${options.setDefault === RAW_SPACE ? "the backbone's own vectors (raw)" : spaceId(loadSpace(store, options.setDefault).metadata)} unless --space names another\n`);
+        } else if (options.remove !== undefined) {
+          if (!removeSpace(store, options.remove)) throw new InvalidArgumentError(`--remove: no space "${options.remove}" in ${options.db}`);
+          process.stdout.write(`removed space ${options.remove}\n`);
+        } else if (options.normalize) {
+          await normalize(store, options);
+        } else {
+          await head(store, options);
         }
-        const slices = slicesOf(store);
-        const rows = slices.owners.length;
-        if (options.normalize) {
-          const name = options.name ?? 'normalized';
-          const limit = options.sample ?? 100_000;
-          let sample: number[] | undefined;
-          if (rows > limit) {
-            const random = seededRandom(options.seed);
-            sample = Array.from({ length: rows }, (_, i) => i).map((i) => ({ i, key: random() })).sort((a, b) => a.key - b.key).slice(0, limit).map((x) => x.i).sort((a, b) => a - b);
-          }
-          const fit = await fitNormalization(slices.vectors, store.dim, { ...(sample ? { rows: sample } : {}), ...(options.whiten ? { whitenDim: options.whiten } : {}) });
-          const saved = saveSpace(store, { name, kind: 'normalization', encoderId: store.encoderId, inputDim: store.dim, outputDim: fit.layers[0].outDim, training: { method: fit.whitenDim ? `pca-whitening-${fit.whitenDim}` : 'mean-centring', sampleRows: fit.sampleRows, seed: options.seed } }, spaceModel(fit.layers, 'mir3d archive statistics'));
-          if (options.default) setDefaultSpace(store, name);
-          process.stdout.write(`space ${name}: ${saved.training.method as string} fitted on ${fit.sampleRows} of ${rows} slice vectors (${spaceId(saved)})${options.default ? '; now the default' : ''}\n`);
-          return;
-        }
-        if (options.target.length === 0) throw new InvalidArgumentError('give --target <column> (a label to learn), or --normalize');
-        if (!options.groupBy) throw new InvalidArgumentError('--group-by <column> is required (e.g. patient): validation must hold whole patients out');
-        const groupBy = options.groupBy;
-        const name = options.name ?? 'head';
-        const groups = slices.owners.map((o) => String(slices.labels[o][groupBy] ?? `volume-${o}`));
-        const targets = options.target.map((t) => slices.owners.map((o) => {
-          const value = slices.labels[o][t];
-          return value === undefined ? undefined : String(value);
-        }));
-        const progress = startProgress('training', 1, 'candidates', options.progress);
-        let fit;
-        try {
-          fit = await fitHead({ vectors: slices.vectors, dim: store.dim, targets, groups }, {
-            seed: options.seed,
-            onProgress: (p) => {
-              progress.setTotal(p.steps);
-              progress.update(p.step, `p ${p.candidate.pcaDim}, β ${p.candidate.floor}: within-class share (loss) ${p.withinShare.toFixed(3)}, validation P@5 ${p.validationP5.toFixed(3)} (best ${p.best.validationP5.toFixed(3)})`);
-            },
-          });
-        } finally {
-          progress.stop();
-        }
-        const saved = saveSpace(
-          store,
-          {
-            name,
-            kind: 'head',
-            encoderId: store.encoderId,
-            inputDim: store.dim,
-            outputDim: fit.layers[0].outDim,
-            training: { method: fit.method, targets: options.target, groupBy, seed: options.seed, chosen: { ...fit.chosen }, validation: { ...fit.validation }, trainingRows: fit.trainingRows, seconds: fit.seconds },
-          },
-          spaceModel(fit.layers, `mir3d head for ${options.target.join(', ')}`),
-        );
-        if (options.default) setDefaultSpace(store, name);
-        process.stdout.write(
-          `space ${name}: LDA-like head ${store.dim} → ${fit.layers[0].outDim} (p ${fit.chosen.pcaDim}, β ${fit.chosen.floor}) on ${fit.trainingRows} slice vectors in ${fit.seconds.toFixed(1)} s\n` +
-            `validation (${fit.validation.queries} slices of held-out ${groupBy} groups): P@5 ${fit.validation.p5.toFixed(3)} against raw ${fit.validation.rawP5.toFixed(3)}\n` +
-            `${spaceId(saved)}${options.default ? '; now the default (searches use it unless --space raw)' : `; search with --space ${name}`}\n`,
-        );
       } finally {
         store.close();
       }

@@ -12,7 +12,8 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { Encoder } from '../encode/encoder.js';
-import { displayImageSpec, openSpecEncoder, readEncoderSpec, writeEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { displayImageSpec, readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import type { VolumeSourceRef } from '../ingest/discover.js';
 import { indexVolumes } from '../ingest/indexer.js';
 import { keyImageFormat, keyImageGivesDisplay } from '../io/key-image.js';
@@ -21,9 +22,10 @@ import { search } from '../search/search.js';
 import type { SearchMethod } from '../search/types.js';
 import { fitHead, fitNormalization, groupedFolds, type HeadFit } from '../space/fit.js';
 import { spaceModel } from '../space/graph.js';
+import { SpaceError } from '../space/errors.js';
 import { removeSpace, saveSpace } from '../space/persist.js';
 import { SpaceStore } from '../space/space-store.js';
-import { indexExists, openStore } from '../store/index.js';
+import { indexExists } from '../store/index.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { averagePrecisionAtK, precisionAtK, randomAveragePrecision, randomPrecisionAtK } from './metrics.js';
 
@@ -94,11 +96,16 @@ interface CsvRow {
 }
 
 function readCsv(csvPath: string, targets: string[], groupBy: string): CsvRow[] {
-  if (!existsSync(csvPath)) throw new RangeError(`${csvPath}: no such labels file`);
-  const records = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
-  if (records.length === 0) throw new RangeError(`${csvPath}: no rows`);
+  if (!existsSync(csvPath)) throw new SpaceError('BAD_LABELS', csvPath, 'no such labels file');
+  let records: Record<string, string>[];
+  try {
+    records = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+  } catch (cause) {
+    throw new SpaceError('BAD_LABELS', csvPath, `not a readable CSV (${cause instanceof Error ? cause.message.split('\n')[0] : String(cause)})`, { cause });
+  }
+  if (records.length === 0) throw new SpaceError('BAD_LABELS', csvPath, 'no rows');
   for (const column of ['path', groupBy, ...targets]) {
-    if (!(column in records[0])) throw new RangeError(`${csvPath}: no "${column}" column (columns: ${Object.keys(records[0]).join(', ')})`);
+    if (!(column in records[0])) throw new SpaceError('BAD_LABELS', csvPath, `no "${column}" column (columns: ${Object.keys(records[0]).join(', ')})`);
   }
   const base = dirname(resolve(csvPath));
   return records.map((record) => ({ path: isAbsolute(record.path) ? record.path : join(base, record.path), labels: record }));
@@ -113,16 +120,16 @@ const standardError = (values: readonly number[]): number => {
 
 /** Backbone vectors of every listed file, in an index kept in outDir (reused: unchanged files are not
  * embedded again). Key images of unknown window get the grey pass-through encoder. */
-async function backboneIndex(rows: CsvRow[], options: GroupedCvOptions): Promise<{ store: Store; encoder: Encoder; recordOf: (row: number) => VolumeRecord | undefined; failures: string[] }> {
+async function backboneIndex(rows: CsvRow[], options: GroupedCvOptions): Promise<{ index: OpenedIndex; store: Store; encoder: Encoder; recordOf: (row: number) => VolumeRecord | undefined; failures: string[] }> {
   const db = join(options.outDir, `index-${(options.encoder ?? 'mobilenet_v2').replace(/[^A-Za-z0-9_.-]/g, '_')}`);
   const readOptions = options.readOptions ?? {};
   let spec: EncoderSpec = readEncoderSpec(db) ?? { encoder: options.encoder ?? 'mobilenet_v2' };
   if (!indexExists(db) && (await keyImageGivesDisplay(rows[0].path, readOptions))) spec = displayImageSpec(spec);
   if (Object.keys(readOptions).length > 0) spec = { ...spec, keyImages: readOptions };
-  const encoder = await openSpecEncoder(spec, options.onStatus);
-  await mkdir(db, { recursive: true });
-  await writeEncoderSpec(db, spec);
-  const store = openStore(db, { encoderId: encoder.id, dim: encoder.dim });
+  await mkdir(options.outDir, { recursive: true });
+  const index = await openIndex(db, { spec, ...(options.onStatus ? { onStatus: options.onStatus } : {}) });
+  const { store } = index;
+  const encoder = await index.encoder();
   const sources: VolumeSourceRef[] = rows.map((row) => ({ path: row.path, kind: isDirectory(row.path) ? 'dicom' : keyImageFormatOf(row.path) ? 'image' : 'nifti' }));
   const summary = await indexVolumes(sources, {
     store,
@@ -133,7 +140,7 @@ async function backboneIndex(rows: CsvRow[], options: GroupedCvOptions): Promise
   });
   const failures = summary.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.source.path}: ${o.status === 'failed' ? o.reason : ''}`);
   const recordOf = (row: number): VolumeRecord | undefined => store.findBySource(rows[row].path)[0];
-  return { store, encoder, recordOf, failures };
+  return { index, store, encoder, recordOf, failures };
 }
 
 function isDirectory(path: string): boolean {
@@ -159,7 +166,7 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
   const seed = options.seed ?? 1;
   const method = options.method ?? 'volume-mean';
   const csvRows = readCsv(options.csvPath, options.targets, options.groupBy);
-  const { store, encoder, recordOf, failures } = await backboneIndex(csvRows, options);
+  const { index, store, encoder, recordOf, failures } = await backboneIndex(csvRows, options);
   try {
     for (const failure of failures) options.onStatus?.(`left out: ${failure}`);
     // Rows that entered the index; a file listed twice with the same content counts once.
@@ -259,8 +266,7 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
     options.onProgress?.('done', folds, folds);
     return summarize(options, csvRows.length, kept.map((_, i) => group(i)), kept.map((_, i) => i), label, queries, foldInfos, { folds, seed, encoder: encoder.name, encoderId: encoder.id, method }, started);
   } finally {
-    store.close();
-    await encoder.close();
+    await index.close();
   }
 }
 

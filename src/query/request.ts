@@ -47,6 +47,9 @@ export interface SearchParams {
   text?: string;
   /** Fuse the image query with the caption its indexed volume carries in this label. */
   captionLabel?: string;
+  /** The learned space searched (`mir3d train`): a stored normalization or head, or 'raw' (the backbone's
+   * own vectors); default the index's chosen default ('raw' until one is chosen). */
+  space?: string;
 }
 
 export interface SearchRequest {
@@ -56,6 +59,8 @@ export interface SearchRequest {
   /** A text whose list is fused with the image query's (`options.fuseWith` is then unset; `fusion`
    * says how): typed, or the caption label of the indexed query volume. */
   withText?: { text: string; fusion: FusionMethod } | { captionLabel: string; fusion: FusionMethod };
+  /** The space asked for; undefined: the index's default. */
+  space?: string;
 }
 
 export const FUSION_METHODS: readonly FusionMethod[] = ['rrf', 'interleave'];
@@ -64,18 +69,22 @@ export const DEFAULT_METHOD: SearchMethod = 'rerank';
 
 /** The one builder of a search request from its parameters. */
 export function searchRequestOf(source: QuerySource, params: SearchParams): SearchRequest {
+  // Text vectors live in the backbone's raw space (a text tower's or a learned text space's map lands
+  // there), so a text query or an image query fused with a text is searched in raw.
+  const withAnyText = source.kind === 'text' || params.text !== undefined || params.captionLabel !== undefined;
+  if (withAnyText && params.space !== undefined && params.space !== 'raw') throw new SearchError('BAD_OPTION', `a text is matched in the raw space only; leave out space ${params.space} (or search the image alone in it)`);
   if (source.kind === 'text') {
     if (params.captionLabel !== undefined) throw new SearchError('BAD_QUERY', 'a caption label names the caption of an image query; a text query has none');
     if (params.fuse !== undefined) throw new SearchError('BAD_OPTION', `a text query is one row, searched by ${DEFAULT_TEXT_METHOD} (or --method); fuse it with an image query instead of a second method`);
     // 3D-MIR ranked a text's nearest slices by count, not the image queries' rerank.
-    return { source, range: queryRangeOf(params), options: searchOptionsOf({ ...params, method: params.method ?? DEFAULT_TEXT_METHOD }) };
+    return { source, range: queryRangeOf(params), options: searchOptionsOf({ ...params, method: params.method ?? DEFAULT_TEXT_METHOD }), space: 'raw' };
   }
-  const request: SearchRequest = { source, range: queryRangeOf(params), options: searchOptionsOf(params) };
+  const request: SearchRequest = { source, range: queryRangeOf(params), options: searchOptionsOf(params), ...(params.space !== undefined ? { space: params.space } : {}) };
   if (params.text === undefined && params.captionLabel === undefined) return request;
   if (params.text !== undefined && params.captionLabel !== undefined) throw new SearchError('BAD_QUERY', 'give a text or a caption label to fuse with the image query, not both');
   if (params.fuse !== undefined) throw new SearchError('BAD_OPTION', 'fuse the image query with a text or with a second method (fuse), not both');
   const fusion = params.fusion ?? 'rrf';
-  return { ...request, withText: params.text !== undefined ? { text: params.text, fusion } : { captionLabel: params.captionLabel!, fusion } };
+  return { ...request, space: 'raw', withText: params.text !== undefined ? { text: params.text, fusion } : { captionLabel: params.captionLabel!, fusion } };
 }
 
 /** The source a front end names, or the text when it names none (a text query). */
@@ -217,5 +226,6 @@ export const SEARCH_FLAGS: readonly SearchFlag[] = [
   flag({ flags: '--modality <m>', description: 'only volumes of this modality (repeatable)', value: 'list', apply: (v, p) => void (p.modality = v) }),
   flag({ flags: '--body-part <p>', description: 'only volumes of this body part (repeatable)', value: 'list', apply: (v, p) => void (p.bodyPart = v) }),
   flag({ flags: '--where <key=value>', description: 'only volumes with this label (repeatable)', value: 'list', apply: (v, p) => void (p.where = v) }),
+  flag({ flags: '--space <name>', description: "the index's learned space to search in (mir3d train; 'raw': the backbone's own vectors; default: the index's default, raw until one is chosen)", value: 'text', apply: (v, p) => void (p.space = v) }),
   flag({ flags: '--localization <l>', description: 'consistent (robust, default) or extent (min..max of all argmax slices)', value: 'choice', choices: LOCALIZATIONS, apply: (v, p) => void (p.localization = v as SearchParams['localization']) }),
 ];

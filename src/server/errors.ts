@@ -3,6 +3,7 @@ import { isExpectedError, Mir3dError } from '../errors.js';
 import { VolumeReadError } from '../io/errors.js';
 import { SearchError } from '../search/errors.js';
 import { DicomWebError } from '../source/dicomweb/errors.js';
+import { SpaceError } from '../space/errors.js';
 import { StoreError } from '../store/errors.js';
 
 /**
@@ -77,6 +78,8 @@ export function toApiError(error: unknown, context: { volumeFromClient?: boolean
   }
   if (error instanceof SearchError) return new ApiError(SEARCH_STATUS[error.code] ?? 400, error.code, error.message);
   if (error instanceof DicomWebError) return new ApiError(DICOMWEB_STATUS[error.code] ?? 502, `PACS_${error.code}`, error.message.split('\n')[0]);
+  // An unknown space is the client's mistake; a damaged or foreign one is the index's.
+  if (error instanceof SpaceError) return new ApiError(error.code === 'UNKNOWN_SPACE' || error.code === 'BAD_NAME' ? 400 : 503, error.code, error.detail);
   if (error instanceof StoreError) return new ApiError(STORE_STATUS[error.code] ?? 500, error.code, error.detail);
   if (error instanceof EncoderError) {
     if (error.code === 'BAD_BATCH' || error.code === 'INCOMPATIBLE_INPUT') return new ApiError(422, error.code, error.detail);

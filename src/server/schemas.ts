@@ -107,6 +107,7 @@ export const searchParamProperties = {
   matches: { type: 'boolean', description: 'return every slice match (default false)' },
   text: { type: 'string', minLength: 1, maxLength: 4000, description: 'a finding to search by; with volumeId or uploadId, fused with that query (fusion)' },
   captionLabel: { type: 'string', minLength: 1, maxLength: 200, description: "fuse the volume query with the caption its indexed volume carries in this label" },
+  space: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: "the index's learned space (mir3d train): a stored space's name or raw (default: the index's default)" },
 } as const;
 
 /** A DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1). */
@@ -157,6 +158,7 @@ const searchResponseSchema = {
         mode: { type: 'string' },
         fuse: { type: 'string' },
         fusion: { type: 'string' },
+        space: { type: 'string' },
       },
     },
     timings: { type: 'object', properties: { queryMs: { type: 'number' }, searchMs: { type: 'number' } } },

@@ -85,7 +85,7 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
   }
   if (context.maxSim) request = { ...request, options: { ...request.options, maxSim: context.maxSim } };
   const searchOptions = request.options;
-  const { resolved, results, timings } = await runSearch(request, {
+  const { resolved, results, timings, space } = await runSearch(request, {
     store: context.store,
     encoder: context.encoder,
     ...(context.textEncoder ? { textEncoder: context.textEncoder } : {}),
@@ -117,6 +117,7 @@ export async function runSearchJob(context: SearchJobContext, job: SearchJob): P
       mode: searchOptions.mode ?? 'exact',
       ...(searchOptions.fuseWith ? { fuse: searchOptions.fuseWith.method, fusion: searchOptions.fuseWith.fusion } : {}),
       ...(request.withText ? { fusion: request.withText.fusion } : {}),
+      space,
     },
     timings,
     results: results.map((r) => shapeResult(context.store, r, resolved.sliceIndices, job.body.matches ?? false, viewer?.links.get(r.volumeId))),

@@ -1,5 +1,7 @@
+import { Mir3dError } from '../errors.js';
+
 /**
- * Problems with a learned space (a normalization or a trained head) carry a stable code and the file or
+ * Problems with a learned space (a normalization or a trained head) carry a stable code and the space or
  * index they concern, so the CLI prints one line and exits 2, as for bad volumes.
  */
 export type SpaceErrorCode =
@@ -14,15 +16,16 @@ export type SpaceErrorCode =
   /** A space name that cannot be a file name, or is reserved. */
   | 'BAD_NAME';
 
-export class SpaceError extends Error {
+export class SpaceError extends Mir3dError<SpaceErrorCode> {
   override readonly name = 'SpaceError';
   constructor(
-    readonly code: SpaceErrorCode,
+    code: SpaceErrorCode,
     readonly path: string,
     readonly detail: string,
     options?: { cause?: unknown },
   ) {
-    super(`${path}: ${detail}`, options);
+    // A damaged or foreign space concerns the index, not one query: a batch stops on it.
+    super(code, `${path}: ${detail}`, { ...(options?.cause !== undefined ? { cause: options.cause } : {}), persistent: code !== 'BAD_LABELS' && code !== 'BAD_NAME' });
   }
 }
 

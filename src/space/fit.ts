@@ -11,14 +11,14 @@
  *
  * Every space is one chain of affine layers from the raw vectors, so applying it is a single graph.
  */
-import * as ort from 'onnxruntime-node';
 import { exactTopK } from '../compute/topk.js';
 import { computeSessions } from '../compute/runtime.js';
-import { symmetricEigen, type SymmetricEigen } from './eigen.js';
+import { runSession } from '../compute/session.js';
+import { symmetricEigen } from './eigen.js';
 import { SpaceError } from './errors.js';
 import { spaceModel, type AffineLayer } from './graph.js';
 import { SpaceKernel } from './kernel.js';
-import { encodeClasses, momentsOf, type Moments } from './statistics.js';
+import { encodeClasses, principalAxesOf, type PrincipalAxes } from './statistics.js';
 
 export interface LabelledRows {
   /** rows × dim backbone vectors. */
@@ -44,13 +44,15 @@ export interface NormalizationFit {
 /** Relative floor on eigenvalues when whitening, so directions of no variance are not blown up. */
 const WHITEN_FLOOR = 1e-6;
 
-function pcaWhitening(moments: Moments, eigen: SymmetricEigen, p: number): Float64Array {
-  const { dim, count } = moments;
+function pcaWhitening(axes: PrincipalAxes, p: number): Float64Array {
+  const { dim, count } = axes;
+  if (p > axes.values.length) throw new RangeError(`whitening to ${p} dims needs ${p} principal axes, ${axes.values.length} computed`);
   const w = new Float64Array(dim * p);
-  const floor = Math.max(eigen.values[0], 0) * WHITEN_FLOOR + 1e-12;
+  const variance = (j: number): number => Math.max(axes.values[j], 0) / Math.max(count - 1, 1);
+  const floor = variance(0) * WHITEN_FLOOR + 1e-12;
   for (let j = 0; j < p; j++) {
-    const scale = 1 / Math.sqrt(Math.max(eigen.values[j], 0) / Math.max(count - 1, 1) + floor);
-    for (let i = 0; i < dim; i++) w[i * p + j] = eigen.vectors[j * dim + i] * scale;
+    const scale = 1 / Math.sqrt(variance(j) + floor);
+    for (let i = 0; i < dim; i++) w[i * p + j] = axes.vectors[j * dim + i] * scale;
   }
   return w;
 }
@@ -82,9 +84,8 @@ export async function fitNormalization(vectors: Float32Array, dim: number, optio
     return { layers: [{ inDim: dim, outDim: dim, weight: null, bias }], sampleRows: count };
   }
   const p = Math.min(options.whitenDim, dim, count - 1);
-  const moments = await momentsOf(vectors, dim, rows);
-  const eigen = symmetricEigen(moments.scatter, dim);
-  return { layers: [centredLayer(moments.mean, pcaWhitening(moments, eigen, p), dim, p)], sampleRows: count, whitenDim: p };
+  const axes = await principalAxesOf(vectors, dim, rows, p);
+  return { layers: [centredLayer(axes.mean, pcaWhitening(axes, p), dim, p)], sampleRows: count, whitenDim: p };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ export interface HeadFit {
   layers: AffineLayer[];
   method: 'lda';
   chosen: HeadCandidate;
-  validation: { p5: number; rawP5: number; queries: number; databaseRows: number; groups: number };
+  validation: { p5: number; rawP5: number; randomP5: number; queries: number; databaseRows: number; groups: number };
   tried: Array<HeadCandidate & { validationP5: number; withinShare: number }>;
   trainingRows: number;
   seconds: number;
@@ -174,8 +175,7 @@ const DEFAULT_FLOORS = [0.1, 0.3, 1];
 const DEFAULT_VALIDATION_QUERIES = 2000;
 
 interface WhitenedBasis {
-  moments: Moments;
-  eigen: SymmetricEigen;
+  axes: PrincipalAxes;
   maxDim: number;
   /** rows × maxDim: the training rows in the whitened PCA basis (largest variance first). */
   z: Float32Array;
@@ -191,11 +191,10 @@ async function projectRows(vectors: Float32Array, dim: number, rows: readonly nu
   const out = new Float32Array(rows.length * outDim);
   const chunk = 4096;
   const buffer = new Float32Array(Math.min(chunk, Math.max(rows.length, 1)) * dim);
-  const x = new ort.Tensor('float32', wt, [outDim, dim]);
   for (let r0 = 0; r0 < rows.length; r0 += chunk) {
     const n = Math.min(chunk, rows.length - r0);
     for (let r = 0; r < n; r++) buffer.set(vectors.subarray(rows[r0 + r] * dim, rows[r0 + r] * dim + dim), r * dim);
-    const result = await sessions.similarity.run({ Q: new ort.Tensor('float32', buffer.subarray(0, n * dim), [n, dim]), X: x });
+    const result = await runSession(sessions.similarity, { Q: { type: 'float32', data: buffer.subarray(0, n * dim), dims: [n, dim] }, X: { type: 'float32', data: wt, dims: [outDim, dim] } });
     const product = result.similarities.data as Float32Array;
     for (let r = 0; r < n; r++) for (let j = 0; j < outDim; j++) out[(r0 + r) * outDim + j] = product[r * outDim + j] + layer.bias[j];
   }
@@ -203,11 +202,10 @@ async function projectRows(vectors: Float32Array, dim: number, rows: readonly nu
 }
 
 async function whitenedBasis(data: LabelledRows, rows: readonly number[], maxDim: number): Promise<WhitenedBasis> {
-  const moments = await momentsOf(data.vectors, data.dim, rows);
-  const eigen = symmetricEigen(moments.scatter, data.dim);
-  const layer = centredLayer(moments.mean, pcaWhitening(moments, eigen, maxDim), data.dim, maxDim);
+  const axes = await principalAxesOf(data.vectors, data.dim, rows, maxDim);
+  const layer = centredLayer(axes.mean, pcaWhitening(axes, maxDim), data.dim, maxDim);
   const z = await projectRows(data.vectors, data.dim, rows, layer);
-  return { moments, eigen, maxDim, z };
+  return { axes, maxDim, z };
 }
 
 /** Between-class scatter of the first p whitened coordinates, summed over targets (each normalized by
@@ -258,7 +256,7 @@ function headLayer(basis: WhitenedBasis, data: LabelledRows, rows: readonly numb
     const scale = Math.sqrt(lambda / (1 - lambda)) + candidate.floor;
     for (let i = 0; i < p; i++) rotation[i * p + k] = between.vectors[k * p + i] * scale;
   }
-  const whiten = pcaWhitening(basis.moments, basis.eigen, p);
+  const whiten = pcaWhitening(basis.axes, p);
   const dim = data.dim;
   const w = new Float64Array(dim * p);
   for (let i = 0; i < dim; i++) {
@@ -268,7 +266,7 @@ function headLayer(basis: WhitenedBasis, data: LabelledRows, rows: readonly numb
       for (let k = 0; k < p; k++) w[i * p + k] += a * rotation[m * p + k];
     }
   }
-  return { layer: centredLayer(basis.moments.mean, w, dim, p), withinShare: within / p };
+  return { layer: centredLayer(basis.axes.mean, w, dim, p), withinShare: within / p };
 }
 
 /** Mean over targets of P@5 (same label) of each query row against the database rows, in a space. */
@@ -301,6 +299,27 @@ export async function spaceP5(data: LabelledRows, layers: readonly AffineLayer[]
       let same = 0;
       for (let h = 0; h < top.counts[i]; h++) if (String(target[database[top.rowIndices[i * k + h]]]) === String(label)) same++;
       total += same / k;
+      scored++;
+    }
+  }
+  return scored > 0 ? total / scored : 0;
+}
+
+/** P@k expected at random for the same queries and database: each query's share of same-label rows
+ * (exact for any k when drawing without replacement), averaged as spaceP5 averages. */
+export function randomP5(data: LabelledRows, queries: readonly number[], database: readonly number[]): number {
+  let total = 0;
+  let scored = 0;
+  for (const target of data.targets) {
+    const counts = new Map<string, number>();
+    for (const r of database) {
+      const v = target[r];
+      if (v !== undefined && v !== '') counts.set(String(v), (counts.get(String(v)) ?? 0) + 1);
+    }
+    for (const q of queries) {
+      const label = target[q];
+      if (label === undefined || label === '') continue;
+      total += (counts.get(String(label)) ?? 0) / Math.max(database.length, 1);
       scored++;
     }
   }
@@ -358,7 +377,7 @@ export async function fitHead(data: LabelledRows, options: HeadOptions & { rows?
     layers: [layer],
     method: 'lda',
     chosen,
-    validation: { p5: best!.validationP5, rawP5, queries: validation.length, databaseRows: inner.length, groups: groupCount },
+    validation: { p5: best!.validationP5, rawP5, randomP5: randomP5(data, validation, inner), queries: validation.length, databaseRows: inner.length, groups: groupCount },
     tried,
     trainingRows: all.length,
     seconds: (performance.now() - started) / 1000,

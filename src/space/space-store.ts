@@ -101,6 +101,11 @@ export class SpaceStore implements Store {
     }
   }
 
+  /** The space's id (space:NAME@sha), as results and reports name it. */
+  get spaceLabel(): string {
+    return spaceId(this.space);
+  }
+
   /** Query vectors (rows × backbone dim) into this space: the very kernel the database went through. */
   project(vectors: Float32Array): Promise<Float32Array> {
     return this.kernel.apply(vectors);

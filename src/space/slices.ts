@@ -1,0 +1,31 @@
+import type { Store } from '../store/types.js';
+
+export interface StoreSlices {
+  /** rows × dim backbone vectors, volumes in listing order. */
+  vectors: Float32Array;
+  dim: number;
+  /** Each row's volume, an index into `volumeIds` / `labels`. */
+  owners: number[];
+  volumeIds: string[];
+  labels: Array<Record<string, string | number>>;
+}
+
+/** Every stored slice vector of the index with its volume's labels (the backbone's, never a space's). */
+export function slicesOfStore(store: Store, volumeIds?: readonly string[]): StoreSlices {
+  const wanted = volumeIds ? new Set(volumeIds) : undefined;
+  const records = store.listVolumes().filter((r) => !wanted || wanted.has(r.volumeId));
+  const vectors = store.getVectors(records.map((r) => r.volumeId));
+  let rows = 0;
+  for (const r of records) rows += vectors.get(r.volumeId)?.sliceIndices.length ?? 0;
+  const out = new Float32Array(rows * store.dim);
+  const owners: number[] = [];
+  let at = 0;
+  records.forEach((record, i) => {
+    const v = vectors.get(record.volumeId);
+    if (!v) return;
+    out.set(v.vectors.subarray(0, v.sliceIndices.length * store.dim), at * store.dim);
+    for (let s = 0; s < v.sliceIndices.length; s++) owners.push(i);
+    at += v.sliceIndices.length;
+  });
+  return { vectors: out, dim: store.dim, owners, volumeIds: records.map((r) => r.volumeId), labels: records.map((r) => r.labels) };
+}

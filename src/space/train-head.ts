@@ -1,0 +1,101 @@
+/**
+ * Training a head from an index: its stored backbone vectors and its volumes' labels become labelled
+ * rows (every slice carries its volume's labels and group), one of the head methods learns a projection,
+ * and the result is an ONNX graph plus the record kept with it. `mir3d train --target` and the grouped
+ * evaluation both train here, so what is evaluated is what is shipped.
+ */
+import type { JsonObject, Store } from '../store/types.js';
+import { SpaceError } from './errors.js';
+import { fitHead, type LabelledRows } from './fit.js';
+import { spaceModel } from './graph.js';
+import { slicesOfStore } from './slices.js';
+
+export type HeadMethod = 'lda';
+export const HEAD_METHODS: readonly HeadMethod[] = ['lda'];
+
+export interface HeadProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  validationP5: number;
+  bestP5: number;
+  detail?: string;
+}
+
+export interface TrainHeadOptions {
+  targets: readonly string[];
+  groupBy: string;
+  method?: HeadMethod;
+  seed?: number;
+  /** Only these volumes (a fold's database); default all. */
+  volumeIds?: readonly string[];
+  maxEpochs?: number;
+  onProgress?: (progress: HeadProgress) => void;
+}
+
+export interface TrainedHead {
+  model: Uint8Array;
+  outputDim: number;
+  description: string;
+  record: JsonObject;
+  validation: { p5: number; rawP5: number; randomP5: number; queries: number };
+  trainingRows: number;
+  groups: number;
+  seconds: number;
+}
+
+/** Labelled rows of an index's slices for the given targets and group label. */
+export function labelledRowsOf(store: Store, targets: readonly string[], groupBy: string, volumeIds?: readonly string[]): LabelledRows {
+  const slices = slicesOfStore(store, volumeIds);
+  if (slices.owners.length === 0) throw new SpaceError('BAD_LABELS', 'index', 'no slice vectors to train on; index volumes first');
+  for (const column of [...targets, groupBy]) {
+    if (!slices.labels.some((l) => l[column] !== undefined && l[column] !== '')) {
+      const known = [...new Set(slices.labels.flatMap((l) => Object.keys(l)))].sort();
+      throw new SpaceError('BAD_LABELS', column, `no volume carries the label "${column}" (labels: ${known.join(', ') || 'none'}; index with --labels FILE.csv)`);
+    }
+  }
+  const value = (o: number, column: string): string | undefined => {
+    const v = slices.labels[o][column];
+    return v === undefined || v === '' ? undefined : String(v);
+  };
+  return {
+    vectors: slices.vectors,
+    dim: slices.dim,
+    targets: targets.map((t) => slices.owners.map((o) => value(o, t))),
+    groups: slices.owners.map((o) => value(o, groupBy) ?? `volume:${slices.volumeIds[o]}`),
+  };
+}
+
+export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHeadOptions, 'volumeIds'> & { rows?: readonly number[] }): Promise<TrainedHead> {
+  const seed = options.seed ?? 1;
+  const fit = await fitHead(data, {
+    seed,
+    ...(options.rows ? { rows: options.rows } : {}),
+    onProgress: (p) => options.onProgress?.({ step: p.step, steps: p.steps, loss: p.withinShare, validationP5: p.validationP5, bestP5: p.best.validationP5, detail: `p ${p.candidate.pcaDim}, β ${p.candidate.floor}` }),
+  });
+  const layer = fit.layers[fit.layers.length - 1];
+  return {
+    model: spaceModel(fit.layers, `mir3d head (lda) for ${options.targets.join(', ')}`),
+    outputDim: layer.outDim,
+    description: `LDA-like head ${fit.layers[0].inDim} → ${layer.outDim} (p ${fit.chosen.pcaDim}, β ${fit.chosen.floor})`,
+    record: {
+      method: 'lda',
+      targets: [...options.targets],
+      groupBy: options.groupBy,
+      seed,
+      chosen: { ...fit.chosen },
+      validation: { ...fit.validation },
+      tried: fit.tried.map((t) => ({ ...t })),
+      trainingRows: fit.trainingRows,
+      seconds: fit.seconds,
+    },
+    validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries },
+    trainingRows: fit.trainingRows,
+    groups: fit.validation.groups,
+    seconds: fit.seconds,
+  };
+}
+
+export async function trainHead(store: Store, options: TrainHeadOptions): Promise<TrainedHead> {
+  return trainHeadOnRows(labelledRowsOf(store, options.targets, options.groupBy, options.volumeIds), options);
+}
