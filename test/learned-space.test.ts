@@ -152,11 +152,11 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     }
     const hashed = runCli(['search', join(archive, names[0]), '--db', db, '--space', 'head-again']);
     assert.equal(hashed.status, 2);
-    assert.match(hashed.stderr, /^mir3d: space head-again: its ONNX graph does not match the SHA-256 recorded when it was trained .*\[CORRUPT_SPACE\]$/);
+    assert.match(hashed.stderr.trim(), /^mir3d: space head-again: its ONNX graph does not match the SHA-256 recorded when it was trained .*\[CORRUPT_SPACE\]$/);
     assert.equal(hashed.stderr.trim().split('\n').length, 1);
     const junk = runCli(['search', join(archive, names[0]), '--db', db, '--space', 'junk']);
     assert.equal(junk.status, 2);
-    assert.match(junk.stderr, /^mir3d: space junk: its ONNX graph cannot be loaded .*\[CORRUPT_SPACE\]$/);
+    assert.match(junk.stderr.trim(), /^mir3d: space junk: its ONNX graph cannot be loaded .*\[CORRUPT_SPACE\]$/);
     assert.equal(junk.stderr.trim().split('\n').length, 1);
   });
 
