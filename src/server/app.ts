@@ -14,8 +14,8 @@ import { StoreError } from '../store/errors.js';
 import { SEARCH_METHODS } from '../search/types.js';
 import { locateWebAssets, packageVersion } from './assets.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
-import { bearerToken, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, type TokenFile } from './auth.js';
-import { ApiError, errorBody, toApiError } from './errors.js';
+import { bearerToken, crossOriginReason, ensureToken, hostHeaderName, isLoopbackHost, tokenMatches, TokenFileError, type TokenFile } from './auth.js';
+import { ApiError, clientErrorResponse, errorBody, routerError, toApiError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { PacsAccess, pacsConfigOf, type PacsConfig, type ServerPacsOptions } from './pacs.js';
 import { apiErrorSchema, publicUploadSchema, publicVolumeSchema, routeSchemas } from './schemas.js';
@@ -166,6 +166,8 @@ function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
   return reply.code(error.statusCode).type('application/json; charset=utf-8').send(errorBody(error));
 }
 
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 const PAGE_CSP = [
   "default-src 'self'",
   "script-src 'self' 'wasm-unsafe-eval'",
@@ -192,6 +194,13 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 256 },
     // Unknown fields are refused (400), not silently dropped: a misspelt option must not be ignored.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    // Refusals before routing answer in the API's own body too (not Fastify's), so a client reads one shape.
+    frameworkErrors: (error, _request, reply) => sendError(reply, routerError(error)),
+    clientErrorHandler: (error: NodeJS.ErrnoException, socket) => {
+      if (error.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(error));
+      socket.destroy(error);
+    },
   });
 
   const keyImages = readEncoderSpec(index.dir)?.keyImages ?? {};
@@ -233,6 +242,12 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
   app.setNotFoundHandler((request, reply) => sendError(reply, new ApiError(404, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
 
   app.addHook('onRequest', async (request, reply) => {
+    // A page on another site can make a browser send a form or a fetch here (no token needed with
+    // --no-auth, and none is checked before the body is read); browsers say where a request comes from.
+    if (!SAFE_METHODS.has(request.method)) {
+      const crossOrigin = crossOriginReason(request.headers);
+      if (crossOrigin) return sendError(reply, new ApiError(403, 'CROSS_ORIGIN', `${crossOrigin}: requests that change state are taken only from this server's own page`));
+    }
     // Without a token the server is reachable only from this machine; checking the Host header as well
     // keeps a web page elsewhere from reaching it through DNS rebinding.
     if (!context.token) {
@@ -437,6 +452,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       tokenFile = await ensureToken(options.dbDir, options.tokenFile);
     } catch (error) {
+      if (error instanceof TokenFileError) throw new ServerConfigError('TOKEN_FILE', `--token-file ${error.message}`);
       const code = (error as NodeJS.ErrnoException).code;
       throw new ServerConfigError('TOKEN_FILE', `cannot keep the access token${code ? ` (${code})` : ''}: ${error instanceof Error ? error.message : String(error)}; give --token-file with a writable path`);
     }

@@ -1,5 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, open, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 
 /**
@@ -37,14 +39,58 @@ export async function ensureToken(indexDir: string, path = join(indexDir, TOKEN_
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  let permissionsFixed = false;
-  if (((await stat(path)).mode & 0o077) !== 0) {
-    await chmod(path, OWNER_ONLY);
-    permissionsFixed = true;
+  // O_NOFOLLOW, then every check on the opened handle: a link (or a swap of the file for one after a
+  // check) is refused, so the server never chmods another file nor prints its content as the token.
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new TokenFileError(path, 'is a symbolic link; give the token file itself, not a link to it');
+    throw error;
   }
-  const token = (await readFile(path, 'utf8')).trim();
-  if (token.length < 16) throw new Error(`${path}: the token in this file is too short (delete the file to make a new one)`);
-  return { token, path, created: false, permissionsFixed };
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new TokenFileError(path, 'is not a regular file');
+    if (info.size > 4096) throw new TokenFileError(path, 'is too large to be a token file');
+    let permissionsFixed = false;
+    if ((info.mode & 0o077) !== 0) {
+      await handle.chmod(OWNER_ONLY);
+      permissionsFixed = true;
+    }
+    const token = (await handle.readFile('utf8')).trim();
+    if (token.length < 16) throw new TokenFileError(path, 'the token in this file is too short (delete the file to make a new one)');
+    return { token, path, created: false, permissionsFixed };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A token file the server will not use (a link, not a file, too short). */
+export class TokenFileError extends Error {
+  override readonly name = 'TokenFileError';
+  constructor(path: string, detail: string) {
+    super(`${path}: ${detail}`);
+  }
+}
+
+/**
+ * Why a request comes from another site, or undefined when it does not (or says nothing: clients other
+ * than browsers send neither header, and every browser sends Origin with a cross-origin POST).
+ */
+export function crossOriginReason(headers: IncomingHttpHeaders): string | undefined {
+  const site = headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') return `Sec-Fetch-Site is ${site}`;
+  const origin = headers.origin;
+  if (origin === undefined) return undefined;
+  if (origin === 'null') return 'Origin is null (a sandboxed or local page)';
+  let originHost: string;
+  try {
+    originHost = new URL(origin).host.toLowerCase();
+  } catch {
+    return 'Origin is not a URL';
+  }
+  const host = headers.host?.toLowerCase();
+  return host !== undefined && originHost === host ? undefined : `Origin ${origin} is another site`;
 }
 
 /** Compares in constant time (over fixed-length digests, so the length does not leak either). */

@@ -97,3 +97,27 @@ export function toApiError(error: unknown, context: { volumeFromClient?: boolean
 export function errorBody(error: ApiError): ApiErrorBody {
   return { error: { code: error.code, message: error.message } };
 }
+
+/**
+ * The answer to a request Node's HTTP parser refused before Fastify saw it (headers too large, a control
+ * character in the URL or a header, a request that took too long), written straight to the socket in
+ * the API's own body. Fastify's default writes its own body shape here.
+ */
+export function clientErrorResponse(error: { code?: string }): string {
+  const refusal =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new ApiError(431, 'HEADERS_TOO_LARGE', 'the request line and headers are too large')
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError(408, 'REQUEST_TIMEOUT', 'the request was not received in time')
+        : new ApiError(400, 'BAD_REQUEST', 'the request is not valid HTTP (a control character or a malformed line in the URL or a header)');
+  const body = JSON.stringify(errorBody(refusal));
+  const reason = refusal.statusCode === 431 ? 'Request Header Fields Too Large' : refusal.statusCode === 408 ? 'Request Timeout' : 'Bad Request';
+  return `HTTP/1.1 ${refusal.statusCode} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** Fastify's router refusals (a malformed percent escape, a path segment over maxParamLength). */
+export function routerError(error: { code?: string }): ApiError {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return new ApiError(414, 'URI_TOO_LONG', 'a path segment of the URL is too long');
+  if (error.code === 'FST_ERR_BAD_URL') return new ApiError(400, 'BAD_URL', 'the URL holds a malformed percent escape');
+  return new ApiError(400, 'BAD_REQUEST', 'the request cannot be routed');
+}

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { maxSimilarityPerSegment } from '../compute/index.js';
 import { SliceFeeder } from '../encode/slice-feeder.js';
 import { openIndex } from '../ingest/open-index.js';
+import { describeCauses } from '../errors.js';
 import { toApiError } from './errors.js';
 import { PacsAccess, type PacsConfig } from './pacs.js';
 import { runSearchJob, type SearchJob, type SearchJobResult } from './search-job.js';
@@ -67,7 +68,8 @@ port.on('message', (request: SearchWorkerRequest) => {
         code: api.code,
         message: api.message,
         ...(api.retryAfterS ? { retryAfterS: api.retryAfterS } : {}),
-        ...(api.code === 'INTERNAL' && error instanceof Error && error.stack ? { stack: error.stack } : {}),
+        // The whole cause chain: the error here is often the ApiError wrapping the real one.
+        ...(api.code === 'INTERNAL' ? { stack: describeCauses(error) } : {}),
       };
       port.postMessage({ type: 'failed', id: request.id, error: failure } satisfies SearchWorkerResponse);
     }
