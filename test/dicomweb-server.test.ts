@@ -258,6 +258,7 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
         assert.deepEqual([card.study, card.series, card.sop], [viewer.studyInstanceUid, viewer.seriesInstanceUid, viewer.sopInstanceUid]);
       }
       assert.match((await page.textContent('#search-status')) ?? '', /results? for/);
+      assert.equal(await page.locator('#results .open-viewer:visible').count(), 0, 'no "Open beside the query" without a query volume');
       // Each card's pictures (fetched again from the PACS by the server) are shown.
       for (let tries = 0; tries < 300; tries++) {
         const loaded = await page.evaluate<boolean>("[...document.querySelectorAll('#results .match-slice img, #results .coronal img')].every((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:'))");

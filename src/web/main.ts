@@ -411,6 +411,7 @@ function resultCard(result: SearchResultInfo, n: number, response: SearchRespons
   open.textContent = 'Open beside the query';
   open.setAttribute('aria-label', `Open ${name} beside the query`);
   open.addEventListener('click', () => void openViewer(n));
+  open.hidden = !from.volume; // a PACS series or a text has no query volume here to show beside it
   info.append(head, id, scoreLine, where, labels, ...[viewerLinkElement(result)].filter((e) => e !== undefined), open);
   item.append(pair, info, coronal.figure);
   cardPictures(item, result, from);
