@@ -20,6 +20,7 @@ import { describeVolume, scoreMeaning } from './names.js';
 import { SlabPicker } from './slab.js';
 import { IndexedPanel, listAllVolumes, UploadPanel, type QuerySource, type SourceHost, type SourcePanel } from './sources.js';
 import { PacsPanel, viewerLinkElement } from './pacs.js';
+import { fusedText, TextPanel } from './text-source.js';
 import { ResultViewer, sliceZ, type PaneTarget } from './viewer.js';
 
 /**
@@ -122,15 +123,30 @@ const host: SourceHost = {
 const indexedPanel = new IndexedPanel(host);
 const uploadPanel = new UploadPanel(host);
 const pacsPanel = new PacsPanel(host, () => void runSearch());
-const sourcePanels: SourcePanel[] = [indexedPanel, uploadPanel, pacsPanel];
+const textPanel = new TextPanel(host, () => void runSearch());
+const sourcePanels: SourcePanel[] = [indexedPanel, uploadPanel, pacsPanel, textPanel];
 
 function chosenKind(): string | undefined {
   return (document.querySelector('input[name="source"]:checked') as HTMLInputElement | null)?.value;
 }
 
+/** The method a volume query had before a text query chose 3D-MIR's text method. */
+let volumeMethod: string | undefined;
+
 function sourceKindChanged(): void {
   const kind = chosenKind();
   for (const panel of document.querySelectorAll<HTMLElement>('.source-panel')) panel.hidden = panel.dataset.source !== kind;
+  // A text has no slices to choose; it is searched by 3D-MIR's text method (slice-count) by default.
+  $('slab-fieldset').hidden = kind === 'text';
+  if (kind === 'text' && volumeMethod === undefined) {
+    volumeMethod = select('method').value;
+    select('method').value = 'slice-count';
+    methodChanged();
+  } else if (kind !== 'text' && volumeMethod !== undefined) {
+    select('method').value = volumeMethod;
+    volumeMethod = undefined;
+    methodChanged();
+  }
   void setSource(sourcePanels.find((p) => p.kind === kind)?.activate());
 }
 for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="source"]')) radio.addEventListener('change', sourceKindChanged);
@@ -204,10 +220,13 @@ function fillMethods(methods: string[]): void {
 
 function methodChanged(): void {
   select('first-stage').disabled = select('method').value !== 'rerank';
-  select('fusion').disabled = select('fuse').value === '';
+  // Fusion applies to a second method or to a text fused with the volume query.
+  select('fusion').disabled = select('fuse').value === '' && input('opt-text').value.trim() === '' && input('opt-caption').value.trim() === '';
 }
 select('method').addEventListener('change', methodChanged);
 select('fuse').addEventListener('change', methodChanged);
+input('opt-text').addEventListener('input', methodChanged);
+input('opt-caption').addEventListener('input', methodChanged);
 
 function numberField(id: string): number | undefined {
   const value = input(id).value.trim();
@@ -231,6 +250,13 @@ function searchBody(from: QuerySource): SearchBody {
   if (select('fuse').value) {
     body.fuse = select('fuse').value as SearchBody['fuse'];
     body.fusion = select('fusion').value as SearchBody['fusion'];
+  }
+  // A volume query fused with a text, or with the caption its indexed volume carries.
+  if (from.volume) {
+    const text = fusedText();
+    const caption = input('opt-caption').value.trim();
+    if (text) body.text = text;
+    else if (caption) body.captionLabel = caption;
   }
   const where = input('opt-where').value.split(',').map((s) => s.trim()).filter(Boolean);
   if (where.length) body.where = where;
@@ -268,10 +294,16 @@ async function runSearch(): Promise<void> {
     if (mine !== generation) return;
     lastSearch = { response, source: from };
     const { timings, query: q } = response;
+    const count = `${response.results.length} result${response.results.length === 1 ? '' : 's'}`;
+    const warnings = q.warnings?.length ? ` Note: ${q.warnings.join('; ')}.` : '';
     setStatus(
       status,
-      `${response.results.length} result${response.results.length === 1 ? '' : 's'} for ${q.sliceCount} query slice${q.sliceCount === 1 ? '' : 's'} (${q.firstSlice}–${q.lastSlice}); ` +
-        `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.${response.viewerLinkProblem ? ` No viewer links: ${response.viewerLinkProblem}` : ''}`,
+      (from.kind === 'text'
+        ? `${count} for the text “${q.text ?? ''}”; search ${timings.searchMs.toFixed(0)} ms.`
+        : `${count} for ${q.sliceCount} query slice${q.sliceCount === 1 ? '' : 's'} (${q.firstSlice}–${q.lastSlice})${q.text !== undefined ? ` fused with the text “${q.text}”` : ''}; ` +
+          `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.`) +
+        warnings +
+        (response.viewerLinkProblem ? ` No viewer links: ${response.viewerLinkProblem}` : ''),
     );
     renderResults(response, from);
   } catch (error) {
@@ -297,7 +329,7 @@ function renderResults(response: SearchResponse, from: QuerySource): void {
   list.replaceChildren(...response.results.map((result, n) => resultCard(result, n, response, from)));
   $('results-empty').hidden = response.results.length > 0;
   const note = $('score-note');
-  note.textContent = scoreMeaning(response.options, response.query.sliceCount);
+  note.textContent = scoreMeaning(response.options, response.query.sliceCount, response.query.text);
   note.hidden = response.results.length === 0;
 }
 

@@ -31,8 +31,15 @@ export function describeVolume(volume: Describable): { name: string; detail: str
 const POOLING_WORDS: Record<string, string> = { 'volume-mean': 'mean', 'volume-median': 'median', 'volume-max': 'maximum', 'volume-std': 'standard deviation' };
 
 /** One sentence on what the scores of this answer mean. */
-export function scoreMeaning(options: SearchResponse['options'], querySlices: number): string {
+export function scoreMeaning(options: SearchResponse['options'], querySlices: number, text?: string): string {
   const k = options.k ?? 20;
+  const how = options.fusion === 'interleave' ? 'interleaving' : 'reciprocal-rank fusion';
+  if (text !== undefined && querySlices > 0) {
+    return `Scores: ${how} of the volume query's ${options.method} list and the text's slice-count list; higher means ranked higher by both lists, not a similarity.`;
+  }
+  if (text !== undefined && options.method === 'slice-count') {
+    return `Score: how many of the text's ${k} nearest indexed slices lie in that scan (ties broken by their summed similarity). Scores rank the scans for this text; compare them within one list.`;
+  }
   const one = (method: string): string => {
     switch (method) {
       case 'rerank':
@@ -50,7 +57,6 @@ export function scoreMeaning(options: SearchResponse['options'], querySlices: nu
     }
   };
   if (options.fuse) {
-    const how = options.fusion === 'interleave' ? 'interleaving' : 'reciprocal-rank fusion';
     return `Scores: ${how} of ${options.method} and ${options.fuse}; higher means ranked higher by both lists, not a similarity.`;
   }
   return `Score: ${one(options.method)}. Scores rank the scans for this query; compare them within one list, not across queries.`;
