@@ -1,6 +1,6 @@
 """Reference timing for `npm run bench:io` on DICOM folders: pydicom + numpy reading every file, sorting
 slices by position along the normal, rescaling to HU and stacking (no tilt or gap correction).
-Prints one JSON line: {"seconds": [...], "voxels": N}."""
+Prints one JSON line: {"seconds": [...], "cpu_seconds": [...], "voxels": N}."""
 import json
 import os
 import sys
@@ -39,11 +39,15 @@ def main():
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
         return
     seconds = []
+    cpu_seconds = []
     for _ in range(runs):
         start = time.perf_counter()
+        cpu_start = time.process_time()
         data = read_series(folder)
+        cpu_seconds.append(time.process_time() - cpu_start)
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "voxels": int(data.size)}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "voxels": int(data.size)}))
 
 
-main()
+if __name__ == "__main__":
+    main()

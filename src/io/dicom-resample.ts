@@ -1,0 +1,239 @@
+/**
+ * Resampling a DICOM stack onto a regular orthogonal grid: gantry tilt sheared back, uneven slice gaps
+ * interpolated to one spacing. Each correction is reported.
+ */
+import type { SliceHeader } from './dicom-scan.js';
+import type { SeriesGeometry } from './dicom-geometry.js';
+import type { Correction, VoxelArray } from './volume.js';
+
+
+/** In-plane shifts below this are float noise in ImagePositionPatient, not tilt. */
+function tiltThresholdMm(geometry: SeriesGeometry): number {
+  return Math.max(0.01, 0.02 * Math.min(geometry.rowSpacingMm, geometry.columnSpacingMm));
+}
+
+function volumeMin(data: VoxelArray): number {
+  return data instanceof Int16Array ? minInt16(data) : minFloat32(data);
+}
+
+// The resampling loops below are written once per voxel type: over the `Int16Array | Float32Array` union
+// V8 keeps every element access polymorphic, which made the tilted, unevenly spaced GE head read at a
+// fifth of pydicom's speed. The arithmetic is the same in both copies. The int16 copies round with
+// floor(v + 0.5), which equals Math.round for these values; V8 on x64 compiles Math.round to a slow
+// sequence, and it took three quarters of the GE head's read time.
+
+function minInt16(data: Int16Array): number {
+  let min = Infinity;
+  for (let p = 0; p < data.length; p++) if (data[p] < min) min = data[p];
+  return min;
+}
+
+function minFloat32(data: Float32Array): number {
+  let min = Infinity;
+  for (let p = 0; p < data.length; p++) if (data[p] < min) min = data[p];
+  return min;
+}
+
+/** Per output index along one axis: the source index below and the weight of the one above, or -1
+ * where the sample falls outside the image. */
+function axisSamples(length: number, shiftPx: number): { index: Int32Array; weight: Float64Array } {
+  const index = new Int32Array(length);
+  const weight = new Float64Array(length);
+  for (let o = 0; o < length; o++) {
+    const at = o - shiftPx;
+    if (at < -1e-6 || at > length - 1 + 1e-6) {
+      index[o] = -1;
+      continue;
+    }
+    const below = Math.min(Math.max(Math.floor(at), 0), length - 1);
+    index[o] = below;
+    weight[o] = below + 1 < length ? Math.min(Math.max(at - below, 0), 1) : 0;
+  }
+  return { index, weight };
+}
+
+/** Bilinear resampling of one slice shifted by (shiftI, shiftJ) pixels; outside samples get `fill`. */
+function shiftSlice(
+  src: VoxelArray,
+  dst: VoxelArray,
+  offset: number,
+  cols: number,
+  rows: number,
+  shiftI: number,
+  shiftJ: number,
+  fill: number,
+): void {
+  const si = axisSamples(cols, shiftI);
+  const sj = axisSamples(rows, shiftJ);
+  if (src instanceof Int16Array && dst instanceof Int16Array) shiftSliceInt16(src, dst, offset, cols, rows, si, sj, fill);
+  else shiftSliceFloat32(src as Float32Array, dst as Float32Array, offset, cols, rows, si, sj, fill);
+}
+
+type AxisSamples = ReturnType<typeof axisSamples>;
+
+function shiftSliceInt16(src: Int16Array, dst: Int16Array, offset: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
+  for (let j = 0; j < rows; j++) {
+    const j0 = sj.index[j];
+    const outRow = offset + j * cols;
+    if (j0 < 0) {
+      dst.fill(fill, outRow, outRow + cols);
+      continue;
+    }
+    const wj = sj.weight[j];
+    const row0 = offset + j0 * cols;
+    const row1 = wj > 0 ? row0 + cols : row0;
+    for (let i = 0; i < cols; i++) {
+      const i0 = si.index[i];
+      if (i0 < 0) {
+        dst[outRow + i] = fill;
+        continue;
+      }
+      const wi = si.weight[i];
+      const i1 = wi > 0 ? i0 + 1 : i0;
+      const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
+      const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
+      dst[outRow + i] = Math.floor(top * (1 - wj) + bottom * wj + 0.5);
+    }
+  }
+}
+
+function shiftSliceFloat32(src: Float32Array, dst: Float32Array, offset: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
+  for (let j = 0; j < rows; j++) {
+    const j0 = sj.index[j];
+    const outRow = offset + j * cols;
+    if (j0 < 0) {
+      dst.fill(fill, outRow, outRow + cols);
+      continue;
+    }
+    const wj = sj.weight[j];
+    const row0 = offset + j0 * cols;
+    const row1 = wj > 0 ? row0 + cols : row0;
+    for (let i = 0; i < cols; i++) {
+      const i0 = si.index[i];
+      if (i0 < 0) {
+        dst[outRow + i] = fill;
+        continue;
+      }
+      const wi = si.weight[i];
+      const i1 = wi > 0 ? i0 + 1 : i0;
+      const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
+      const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
+      dst[outRow + i] = top * (1 - wj) + bottom * wj;
+    }
+  }
+}
+
+/**
+ * Gantry tilt: the slices are parallel but each is displaced in-plane in proportion to its position.
+ * Shifting every slice back (as dcm2niix does) puts all of them on one orthogonal grid anchored at the
+ * first slice; the shift is sub-pixel and linear interpolation keeps it smooth.
+ */
+export function correctTilt(data: VoxelArray, geometry: SeriesGeometry): { data: VoxelArray; correction?: Correction } {
+  const { shiftsMm, offsetsMm } = geometry;
+  const maxShiftMm = Math.max(...shiftsMm.map(([a, b]) => Math.hypot(a, b)));
+  if (maxShiftMm <= tiltThresholdMm(geometry)) return { data };
+  const cols = geometry.slices[0].cols;
+  const rows = geometry.slices[0].rows;
+  const out = new (data.constructor as new (length: number) => VoxelArray)(data.length);
+  const fill = volumeMin(data);
+  shiftsMm.forEach(([alongRowMm, alongColMm], k) => {
+    shiftSlice(data, out, k * cols * rows, cols, rows, alongRowMm / geometry.columnSpacingMm, alongColMm / geometry.rowSpacingMm, fill);
+  });
+  const last = offsetsMm.length - 1;
+  const lastShift = Math.hypot(...shiftsMm[last]);
+  const tiltDeg = (Math.atan2(lastShift, offsetsMm[last]) * 180) / Math.PI;
+  const headerTilt = geometry.slices[0].gantryTiltDeg;
+  const details: Record<string, number> = { tiltDeg, maxShiftMm };
+  let headerNote = ' (GantryDetectorTilt absent)';
+  if (headerTilt !== undefined) {
+    details.headerTiltDeg = headerTilt;
+    const agrees = Math.abs(Math.abs(headerTilt) - tiltDeg) < 0.5;
+    headerNote = ` (GantryDetectorTilt says ${headerTilt}°${agrees ? ', agrees' : ', disagrees with the geometry, which was used'})`;
+  }
+  return {
+    data: out,
+    correction: {
+      kind: 'gantry-tilt',
+      message: `gantry tilt ${tiltDeg.toFixed(1)}°${headerNote}: slices sheared back onto an orthogonal grid (shifts up to ${maxShiftMm.toFixed(1)} mm, linear interpolation)`,
+      details,
+    },
+  };
+}
+
+interface Resampled {
+  data: VoxelArray;
+  sliceCount: number;
+  spacingMm: number;
+  correction?: Correction;
+}
+
+function gapsOf(offsetsMm: number[]): number[] {
+  return offsetsMm.slice(1).map((v, k) => v - offsetsMm[k]);
+}
+
+function thinnestSliceMm(slices: SliceHeader[]): number | undefined {
+  const thicknesses = slices.map((s) => s.sliceThicknessMm).filter((t): t is number => t !== undefined && t > 0);
+  return thicknesses.length > 0 ? Math.min(...thicknesses) : undefined;
+}
+
+/**
+ * Uneven slice gaps (a GE head protocol switches from thin to thick slices; a lost file leaves a hole)
+ * cannot be described by one affine. The stack is resampled along the normal, by linear interpolation,
+ * to the smallest gap, but never finer than the thinnest slice: where consecutive slices overlap (GE's
+ * 4 mm → 7 mm switch leaves a 1.08 mm gap) a finer grid would only add interpolated copies, while
+ * anything coarser than the finest gap between non-overlapping slices would discard acquired detail.
+ * The step is then shrunk just enough to divide the extent evenly, so first and last slices stay exact.
+ */
+export function equalizeSpacing(data: VoxelArray, geometry: SeriesGeometry): Resampled {
+  const { offsetsMm } = geometry;
+  const n = offsetsMm.length;
+  if (n < 2) {
+    const s = geometry.slices[0];
+    return { data, sliceCount: n, spacingMm: s.spacingBetweenSlicesMm ?? s.sliceThicknessMm ?? 1 };
+  }
+  const gaps = gapsOf(offsetsMm);
+  const minGapMm = Math.min(...gaps);
+  const maxGapMm = Math.max(...gaps);
+  const extentMm = offsetsMm[n - 1];
+  const tolerance = Math.max(0.01, 0.01 * minGapMm);
+  if (maxGapMm - minGapMm <= tolerance) return { data, sliceCount: n, spacingMm: extentMm / (n - 1) };
+
+  const targetMm = Math.max(minGapMm, thinnestSliceMm(geometry.slices) ?? 0);
+  // Four times the input is a last guard against a near-duplicate slice exploding the volume.
+  const steps = Math.min(Math.ceil(extentMm / targetMm - 1e-6), 4 * (n - 1));
+  const spacingMm = extentMm / steps;
+  const perSlice = geometry.slices[0].rows * geometry.slices[0].cols;
+  const out = new (data.constructor as new (length: number) => VoxelArray)(perSlice * (steps + 1));
+  let below = 0;
+  for (let m = 0; m <= steps; m++) {
+    const at = m === steps ? extentMm : m * spacingMm;
+    while (below < n - 2 && offsetsMm[below + 1] <= at) below++;
+    const w = Math.min(Math.max((at - offsetsMm[below]) / (offsetsMm[below + 1] - offsetsMm[below]), 0), 1);
+    const a = below * perSlice;
+    const b = a + perSlice;
+    const o = m * perSlice;
+    if (w < 1e-6) out.set(data.subarray(a, a + perSlice), o);
+    else if (w > 1 - 1e-6) out.set(data.subarray(b, b + perSlice), o);
+    else if (data instanceof Int16Array && out instanceof Int16Array) lerpSlicesInt16(data, a, b, out, o, perSlice, w);
+    else lerpSlicesFloat32(data as Float32Array, a, b, out as Float32Array, o, perSlice, w);
+  }
+  return {
+    data: out,
+    sliceCount: steps + 1,
+    spacingMm,
+    correction: {
+      kind: 'uneven-spacing',
+      message: `slice gaps vary from ${minGapMm.toFixed(2)} to ${maxGapMm.toFixed(2)} mm: resampled to ${steps + 1} slices every ${spacingMm.toFixed(3)} mm (linear interpolation)`,
+      details: { minGapMm, maxGapMm, spacingMm, slicesIn: n, slicesOut: steps + 1 },
+    },
+  };
+}
+
+function lerpSlicesInt16(data: Int16Array, a: number, b: number, out: Int16Array, o: number, count: number, w: number): void {
+  const w0 = 1 - w;
+  for (let p = 0; p < count; p++) out[o + p] = Math.floor(data[a + p] * w0 + data[b + p] * w + 0.5);
+}
+
+function lerpSlicesFloat32(data: Float32Array, a: number, b: number, out: Float32Array, o: number, count: number, w: number): void {
+  for (let p = 0; p < count; p++) out[o + p] = data[a + p] * (1 - w) + data[b + p] * w;
+}
