@@ -170,7 +170,18 @@ export async function stackSlices(geometry: SeriesGeometry, dir: string): Promis
       out.set(raw, offset);
       return;
     }
-    for (let p = 0; p < perSlice; p++) out[offset + p] = raw[p] * s.slope + s.intercept;
+    // One loop per pair of common types: over the unions every element access stays polymorphic.
+    if (out instanceof Int16Array && raw instanceof Int16Array) rescaleInt16ToInt16(raw, out, offset, s.slope, s.intercept);
+    else if (out instanceof Int16Array && raw instanceof Uint16Array) rescaleUint16ToInt16(raw, out, offset, s.slope, s.intercept);
+    else for (let p = 0; p < perSlice; p++) out[offset + p] = raw[p] * s.slope + s.intercept;
   });
   return out;
+}
+
+function rescaleInt16ToInt16(raw: Int16Array, out: Int16Array, offset: number, slope: number, intercept: number): void {
+  for (let p = 0; p < raw.length; p++) out[offset + p] = raw[p] * slope + intercept;
+}
+
+function rescaleUint16ToInt16(raw: Uint16Array, out: Int16Array, offset: number, slope: number, intercept: number): void {
+  for (let p = 0; p < raw.length; p++) out[offset + p] = raw[p] * slope + intercept;
 }

@@ -6,7 +6,6 @@ import type { SliceHeader } from './dicom-scan.js';
 import type { SeriesGeometry } from './dicom-geometry.js';
 import type { Correction, VoxelArray } from './volume.js';
 
-
 /** In-plane shifts below this are float noise in ImagePositionPatient, not tilt. */
 function tiltThresholdMm(geometry: SeriesGeometry): number {
   return Math.max(0.01, 0.02 * Math.min(geometry.rowSpacingMm, geometry.columnSpacingMm));
@@ -23,8 +22,11 @@ function volumeMin(data: VoxelArray): number {
 // sequence, and it took three quarters of the GE head's read time.
 
 function minInt16(data: Int16Array): number {
-  let min = Infinity;
-  for (let p = 0; p < data.length; p++) if (data[p] < min) min = data[p];
+  let min = 32767;
+  for (let p = 0; p < data.length; p++) {
+    const v = data[p];
+    if (v < min) min = v;
+  }
   return min;
 }
 
@@ -35,8 +37,9 @@ function minFloat32(data: Float32Array): number {
 }
 
 /** Per output index along one axis: the source index below and the weight of the one above, or -1
- * where the sample falls outside the image. */
-function axisSamples(length: number, shiftPx: number): { index: Int32Array; weight: Float64Array } {
+ * where the sample falls outside the image. A constant shift gives every inner index the same offset
+ * and weight: `run` is that stretch [start, end), so the loops below need no per-pixel table there. */
+function axisSamples(length: number, shiftPx: number): AxisSamples {
   const index = new Int32Array(length);
   const weight = new Float64Array(length);
   for (let o = 0; o < length; o++) {
@@ -49,7 +52,40 @@ function axisSamples(length: number, shiftPx: number): { index: Int32Array; weig
     index[o] = below;
     weight[o] = below + 1 < length ? Math.min(Math.max(at - below, 0), 1) : 0;
   }
-  return { index, weight };
+  return { index, weight, run: constantRun(index, weight, length) };
+}
+
+interface AxisRun {
+  start: number;
+  end: number;
+  /** index[o] = o + offset and weight[o] = weight for o in [start, end). */
+  offset: number;
+  weight: number;
+}
+
+interface AxisSamples {
+  index: Int32Array;
+  weight: Float64Array;
+  run: AxisRun;
+}
+
+/** The longest stretch of equal offset and weight whose upper neighbour lies inside the image. */
+function constantRun(index: Int32Array, weight: Float64Array, length: number): AxisRun {
+  let best: AxisRun = { start: 0, end: 0, offset: 0, weight: 0 };
+  let o = 0;
+  while (o < length) {
+    if (index[o] < 0 || index[o] + 1 >= length) {
+      o++;
+      continue;
+    }
+    const offset = index[o] - o;
+    const w = weight[o];
+    let end = o + 1;
+    while (end < length && index[end] === end + offset && weight[end] === w && index[end] + 1 < length) end++;
+    if (end - o > best.end - best.start) best = { start: o, end, offset, weight: w };
+    o = end;
+  }
+  return best;
 }
 
 /** Bilinear resampling of one slice shifted by (shiftI, shiftJ) pixels; outside samples get `fill`. */
@@ -69,9 +105,10 @@ function shiftSlice(
   else shiftSliceFloat32(src as Float32Array, dst as Float32Array, offset, cols, rows, si, sj, fill);
 }
 
-type AxisSamples = ReturnType<typeof axisSamples>;
-
 function shiftSliceInt16(src: Int16Array, dst: Int16Array, offset: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
+  const { start, end, offset: di, weight: wc } = si.run;
+  const wc0 = 1 - wc;
+  const next = wc > 0 ? 1 : 0;
   for (let j = 0; j < rows; j++) {
     const j0 = sj.index[j];
     const outRow = offset + j * cols;
@@ -80,20 +117,34 @@ function shiftSliceInt16(src: Int16Array, dst: Int16Array, offset: number, cols:
       continue;
     }
     const wj = sj.weight[j];
+    const wj0 = 1 - wj;
     const row0 = offset + j0 * cols;
     const row1 = wj > 0 ? row0 + cols : row0;
-    for (let i = 0; i < cols; i++) {
-      const i0 = si.index[i];
-      if (i0 < 0) {
-        dst[outRow + i] = fill;
-        continue;
-      }
-      const wi = si.weight[i];
-      const i1 = wi > 0 ? i0 + 1 : i0;
-      const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
-      const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
-      dst[outRow + i] = Math.floor(top * (1 - wj) + bottom * wj + 0.5);
+    shiftRowInt16(src, dst, outRow, row0, row1, wj, si, 0, start, fill);
+    // The inner stretch: same arithmetic as shiftRowInt16 with the offset and weight hoisted.
+    const a = row0 + di;
+    const b = row1 + di;
+    for (let i = start; i < end; i++) {
+      const top = src[a + i] * wc0 + src[a + i + next] * wc;
+      const bottom = src[b + i] * wc0 + src[b + i + next] * wc;
+      dst[outRow + i] = Math.floor(top * wj0 + bottom * wj + 0.5);
     }
+    shiftRowInt16(src, dst, outRow, row0, row1, wj, si, end, cols, fill);
+  }
+}
+
+function shiftRowInt16(src: Int16Array, dst: Int16Array, outRow: number, row0: number, row1: number, wj: number, si: AxisSamples, from: number, to: number, fill: number): void {
+  for (let i = from; i < to; i++) {
+    const i0 = si.index[i];
+    if (i0 < 0) {
+      dst[outRow + i] = fill;
+      continue;
+    }
+    const wi = si.weight[i];
+    const i1 = wi > 0 ? i0 + 1 : i0;
+    const top = src[row0 + i0] * (1 - wi) + src[row0 + i1] * wi;
+    const bottom = src[row1 + i0] * (1 - wi) + src[row1 + i1] * wi;
+    dst[outRow + i] = Math.floor(top * (1 - wj) + bottom * wj + 0.5);
   }
 }
 
