@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { after, describe, test } from 'node:test';
 import { listDicomSeries } from '../src/io/dicom.js';
 import { VolumeReadError } from '../src/io/errors.js';
+import { decodeJ2k, decodeJ2kHere, j2kThreadsFor } from '../src/io/j2k-codec.js';
 import { readNifti } from '../src/io/nifti.js';
 import { readVolume } from '../src/io/read.js';
 import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
@@ -92,6 +93,29 @@ describe('real CT: every format and orientation lands on the same canonical grid
     assert.ok(bone.meanHu > 200, `bone mean ${bone.meanHu} HU`);
     // The spine lies posterior to the liver.
     assert.ok(bone.centroid[1] > liver.centroid[1], 'bone posterior of liver');
+  });
+
+  test('JPEG 2000: frames decoded on the worker pool equal frames decoded in this thread', async () => {
+    const { readFileSync: read } = await import('node:fs');
+    const dir = sharedPath('totalseg/dicom');
+    const { createRequire } = await import('node:module');
+    const dicomParser = createRequire(import.meta.url)('dicom-parser') as typeof import('dicom-parser');
+    const frames = readdirSync(dir).slice(0, 4).map((name) => {
+      const dataSet = dicomParser.parseDicom(new Uint8Array(read(join(dir, name))));
+      const element = dataSet.elements.x7fe00010;
+      return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, 0, element.fragments!.length) as Uint8Array;
+    });
+    assert.ok(j2kThreadsFor(frames.length, 2) >= 2, 'two cores give a pool');
+    assert.equal(j2kThreadsFor(1, 8), 0, 'one frame is decoded in this thread');
+    const pooled = await Promise.all(frames.map((f) => decodeJ2k(f, frames.length)));
+    for (const [n, f] of frames.entries()) {
+      const here = await decodeJ2kHere(f);
+      assert.deepEqual([pooled[n].width, pooled[n].height, pooled[n].componentCount], [512, 512, 1]);
+      assert.ok(Buffer.from(pooled[n].bytes).equals(Buffer.from(here.bytes)), `frame ${n} differs`);
+    }
+    // OpenJPEG hands back an empty frame for bytes that are no codestream; the reader's size check refuses it.
+    const garbage = await decodeJ2k(new Uint8Array(200).fill(7), 2);
+    assert.notEqual(garbage.width * garbage.height, 512 * 512);
   });
 
   test('TotalSegmentator: DICOM series and its NIfTI segmentation line up voxel for voxel', async () => {

@@ -35,7 +35,7 @@ export function computeSessions(options: ComputeOptions = {}): Promise<ComputeSe
   return sessions;
 }
 
-async function createSessions(options: Required<SessionOptions>): Promise<ComputeSessions> {
+async function createSessions(options: { provider: NonNullable<SessionOptions['provider']>; threads: number }): Promise<ComputeSessions> {
   const topK = await createSession(topKModel(), options);
   // The second graph runs wherever the first one did, so the pair never straddles two providers.
   const similarity = await createSession(similarityModel(), { ...options, provider: topK.provider });

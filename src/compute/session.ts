@@ -21,6 +21,10 @@ export interface SessionOptions {
   provider?: ExecutionProviderChoice;
   /** ONNX Runtime intra-op threads; default os.availableParallelism(). */
   threads?: number;
+  /** Let idle intra-op threads spin-wait for work (ONNX Runtime's default). Default false, or true when
+   * $MIR3D_ORT_SPIN is 1: spinning threads hold their cores between operators, which on shared or few cores
+   * starves the thread that prepares the next batch (bench:embed measures both). */
+  spinning?: boolean;
 }
 
 export interface OpenedSession {
@@ -104,6 +108,7 @@ export async function createSession(model: string | Uint8Array, options: Session
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: spinningOf(options.spinning) ? '1' : '0' } } },
   };
   const choice = options.provider ?? 'auto';
   let providerNote: string | undefined;
@@ -135,6 +140,10 @@ export async function createSession(model: string | Uint8Array, options: Session
   } catch (cause) {
     throw new ComputeError('BAD_MODEL', `ONNX Runtime cannot load the model: ${firstLine(cause)}`, { cause });
   }
+}
+
+export function spinningOf(spinning: boolean | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
+  return spinning ?? env.MIR3D_ORT_SPIN === '1';
 }
 
 function createWith(model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {

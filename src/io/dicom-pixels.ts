@@ -1,49 +1,14 @@
 /**
  * DICOM pixels: each slice decoded (native or JPEG 2000), rescaled to modality units and stacked.
  */
-import { createRequire } from 'node:module';
 import type { Element } from 'dicom-parser';
 import { VolumeReadError } from './errors.js';
 import { dicomParser, EXPLICIT_BE, IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, J2K_SYNTAXES, parserMessage, TAG, UNSUPPORTED_SYNTAX_NAMES, type SliceHeader } from './dicom-scan.js';
 import type { SeriesGeometry } from './dicom-geometry.js';
+import { decodeJ2k, type DecodedFrame } from './j2k-codec.js';
 import type { VoxelArray } from './volume.js';
 
-// The OpenJPEG build is UMD/CommonJS, loaded with require() like dicom-parser.
-const require = createRequire(import.meta.url);
-
 type RawPixels = Int8Array | Uint8Array | Int16Array | Uint16Array;
-
-interface J2KFrameInfo {
-  width: number;
-  height: number;
-  bitsPerSample: number;
-  componentCount: number;
-  isSigned: boolean;
-}
-interface J2KDecoder {
-  getEncodedBuffer(length: number): Uint8Array;
-  decode(): void;
-  getFrameInfo(): J2KFrameInfo;
-  getDecodedBuffer(): Uint8Array;
-  delete(): void;
-}
-interface OpenJpegModule {
-  J2KDecoder: new () => J2KDecoder;
-}
-
-let openJpeg: Promise<OpenJpegModule> | undefined;
-
-/** Loaded on first use only: most series are uncompressed, and the WASM module costs ~10 ms to start.
- * Its print hooks are silenced because OpenJPEG writes progress lines to stdout for every frame. */
-function loadOpenJpeg(): Promise<OpenJpegModule> {
-  if (!openJpeg) {
-    const factory = require('@cornerstonejs/codec-openjpeg/decodewasmjs') as (
-      moduleArg: Record<string, unknown>,
-    ) => Promise<OpenJpegModule>;
-    openJpeg = factory({ print: () => undefined, printErr: () => undefined });
-  }
-  return openJpeg;
-}
 
 function typedView(bytes: Uint8Array, bitsAllocated: number, signed: boolean, count: number): RawPixels {
   if (bitsAllocated === 8) {
@@ -78,8 +43,7 @@ function nativePixels(s: SliceHeader, element: Element, dir: string): RawPixels 
   return typedView(bytes, s.bitsAllocated, s.pixelRepresentation === 1, count);
 }
 
-async function jpeg2000Pixels(s: SliceHeader, element: Element, dir: string): Promise<RawPixels> {
-  const codec = await loadOpenJpeg();
+async function jpeg2000Pixels(s: SliceHeader, element: Element, dir: string, frameCount: number): Promise<RawPixels> {
   const fragments = element.fragments ?? [];
   let encoded: Uint8Array;
   try {
@@ -87,23 +51,16 @@ async function jpeg2000Pixels(s: SliceHeader, element: Element, dir: string): Pr
   } catch (error) {
     throw new VolumeReadError('TRUNCATED', dir, `${s.label}: compressed pixel data is incomplete (${parserMessage(error)})`);
   }
-  const decoder = new codec.J2KDecoder();
+  let frame: DecodedFrame;
   try {
-    decoder.getEncodedBuffer(encoded.length).set(encoded);
-    decoder.decode();
-    const info = decoder.getFrameInfo();
-    if (info.width !== s.cols || info.height !== s.rows || info.componentCount !== 1) {
-      throw new VolumeReadError('SIZE_MISMATCH', dir, `${s.label}: JPEG 2000 frame is ${info.width}×${info.height}×${info.componentCount}, header says ${s.cols}×${s.rows}×1`);
-    }
-    // Copy out of the WASM heap: the decoder's buffer dies with it.
-    const decoded = decoder.getDecodedBuffer().slice();
-    return typedView(decoded, s.bitsAllocated, s.pixelRepresentation === 1, s.rows * s.cols);
+    frame = await decodeJ2k(encoded, frameCount);
   } catch (error) {
-    if (error instanceof VolumeReadError) throw error;
     throw new VolumeReadError('UNREADABLE', dir, `${s.label}: JPEG 2000 decoding failed (${parserMessage(error)})`);
-  } finally {
-    decoder.delete();
   }
+  if (frame.width !== s.cols || frame.height !== s.rows || frame.componentCount !== 1) {
+    throw new VolumeReadError('SIZE_MISMATCH', dir, `${s.label}: JPEG 2000 frame is ${frame.width}×${frame.height}×${frame.componentCount}, header says ${s.cols}×${s.rows}×1`);
+  }
+  return typedView(frame.bytes, s.bitsAllocated, s.pixelRepresentation === 1, s.rows * s.cols);
 }
 
 function checkPixelFormat(s: SliceHeader, dir: string): void {
@@ -118,10 +75,10 @@ function checkPixelFormat(s: SliceHeader, dir: string): void {
   }
 }
 
-async function slicePixels(s: SliceHeader, dir: string): Promise<RawPixels> {
+async function slicePixels(s: SliceHeader, dir: string, frameCount: number): Promise<RawPixels> {
   checkPixelFormat(s, dir);
   const element = s.dataSet.elements[TAG.pixelData];
-  if (J2K_SYNTAXES.has(s.transferSyntaxUid) || element.encapsulatedPixelData) return jpeg2000Pixels(s, element, dir);
+  if (J2K_SYNTAXES.has(s.transferSyntaxUid) || element.encapsulatedPixelData) return jpeg2000Pixels(s, element, dir, frameCount);
   return nativePixels(s, element, dir);
 }
 
@@ -158,7 +115,7 @@ function fitsInt16(slices: SliceHeader[], raws: RawPixels[]): boolean {
 
 export async function stackSlices(geometry: SeriesGeometry, dir: string): Promise<VoxelArray> {
   const { slices } = geometry;
-  const raws = await Promise.all(slices.map((s) => slicePixels(s, dir)));
+  const raws = await Promise.all(slices.map((s) => slicePixels(s, dir, slices.length)));
   const perSlice = slices[0].rows * slices[0].cols;
   const out: VoxelArray = fitsInt16(slices, raws)
     ? new Int16Array(perSlice * slices.length)
