@@ -149,16 +149,15 @@ describe('mir3d index killed with SIGKILL', () => {
       // embedded and written, not only between runs.
       const child = spawn(process.execPath, [join(projectRoot, 'dist/src/cli/main.js'), 'index', archive, '--db', db, '--encoder', 'mobilenet_v2', '--no-progress'], { stdio: 'ignore' });
       const delayMs = 1200 + random() * 2500;
-      const exited = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve(false);
-        }, delayMs);
-        child.on('exit', () => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, delayMs);
+      // Wait for the exit itself (not only the kill) so that the next run does not meet a dying writer.
+      await new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      clearTimeout(timer);
+      const exited = !killed;
       if (!exited) killedMidway++;
       await new Promise((resolve) => setTimeout(resolve, 50));
       // Opened inside the try: a kill before the index was created leaves nothing to open (NOT_FOUND below).

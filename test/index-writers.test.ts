@@ -82,6 +82,33 @@ describe('two writers on one index', () => {
     assert.equal(assertConsistent(db), 6);
   });
 
+  test('a lock left by a killed run whose parent has not reaped it yet (a zombie) is taken over', async (t) => {
+    if (process.platform !== 'linux') return t.skip('zombies are told from /proc on Linux only');
+    const db = join(work, 'db-zombie');
+    mkdirSync(db);
+    // A parent that forks a child which exits at once and is never waited for: a zombie while the parent sleeps.
+    const parent = spawn('/bin/sh', ['-c', 'sleep 0.01 & exec sleep 60'], { stdio: ['ignore', 'ignore', 'ignore'] });
+    try {
+      const zombiePid = await new Promise<number>((resolve, reject) => {
+        const deadline = Date.now() + 10_000;
+        const look = (): void => {
+          const children = spawnSync('ps', ['-o', 'pid=,stat=', '--ppid', String(parent.pid)], { encoding: 'utf8' }).stdout.trim().split('\n');
+          const zombie = children.map((l) => l.trim().split(/\s+/)).find(([, state]) => state?.startsWith('Z'));
+          if (zombie) resolve(Number(zombie[0]));
+          else if (Date.now() > deadline) reject(new Error(`no zombie child of ${parent.pid}: ${children.join('; ')}`));
+          else setTimeout(look, 20);
+        };
+        look();
+      });
+      writeFileSync(join(db, 'writer.lock'), `${zombiePid} ${(await import('node:os')).hostname()}\n`);
+      const run = runCli(['index', archive, '--db', db, '--encoder', 'baseline', '--no-progress']);
+      assert.equal(run.status, 0, run.stderr);
+      assert.equal(assertConsistent(db), 6);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
   test('index files are private: folder 0700, index.sqlite 0600', () => {
     const db = join(work, 'db-two');
     assert.equal(statSync(db).mode & 0o777, 0o700);

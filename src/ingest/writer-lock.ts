@@ -24,9 +24,22 @@ function ownerAlive(text: string): boolean {
   if (host !== hostname()) return true; // another machine's process: cannot tell, so it stands
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return !isZombie(pid);
+}
+
+/** A killed process stays in the process table until its parent reaps it, and kill(pid, 0) still
+ * succeeds on it; a parent blocked in a synchronous call (or gone astray) may not reap it for a long
+ * time. Its state letter in /proc says it is dead (Linux; elsewhere it counts as alive). */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) S …": comm may hold spaces and parentheses, so the state follows the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
 
