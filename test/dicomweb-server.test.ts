@@ -115,6 +115,16 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
     const indexed = await post<SearchResponse>(server, { volumeId: body.query.volumeId, k: 100, matches: true });
     assert.equal(indexed.status, 200);
     assert.ok(indexed.body.results.every((r) => r.viewer?.url?.startsWith('https://viewer.example/')));
+    // The page's way: the series kept as a query volume (like an upload), recognised as indexed.
+    const kept = await jsonRequest<{ uploadId: string; indexedAs?: string; dims: number[] }>(`${server.url}/api/uploads/dicomweb`, {
+      method: 'POST',
+      headers: { ...bearer(server.token!), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: query.seriesInstanceUid }),
+    });
+    assert.equal(kept.status, 201, JSON.stringify(kept.body));
+    assert.equal(kept.body.indexedAs, body.query.volumeId);
+    const byUpload = await post<SearchResponse>(server, { uploadId: kept.body.uploadId, k: 100 });
+    assert.deepEqual(byUpload.body.results.map((r) => r.volumeId), body.results.map((r) => r.volumeId));
     const store = openStore(db, { readOnly: true });
     assert.equal(store.stats().volumes, 3, 'nothing was added to the index');
     store.close();
@@ -132,6 +142,13 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
     assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
     assert.equal(unknown.body.error.code, 'PACS_NOT_FOUND');
     assert.equal(unknown.body.error.message.split('\n').length, 1);
+    const unknownKept = await jsonRequest<ErrorBody>(`${server.url}/api/uploads/dicomweb`, {
+      method: 'POST',
+      headers: { ...bearer(server.token!), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: '1.2.3.4.5.6.7.8.9' }),
+    });
+    assert.equal(unknownKept.status, 404);
+    assert.equal(unknownKept.body.error.code, 'PACS_NOT_FOUND');
     assert.ok(!unknown.body.error.message.includes('1.2.3.4.5.6.7.8.9'), 'no UID in the message');
     for (const body of [
       { dicomweb: { studyInstanceUid: '1.2.x' } },
@@ -237,12 +254,16 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
 
       await page.fill('#pacs-study', query.studyInstanceUid);
       await page.fill('#pacs-series', query.seriesInstanceUid);
+      const fetched = page.waitForResponse((r) => r.url().endsWith('/api/uploads/dicomweb') && r.request().method() === 'POST');
       const answered = page.waitForResponse((r) => r.url().endsWith('/api/search') && r.request().method() === 'POST');
       await page.click('#pacs-search');
+      const pacsUpload = await fetched;
+      assert.equal(pacsUpload.status(), 201);
+      assert.deepEqual(JSON.parse(pacsUpload.request().postData() ?? '{}'), { studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: query.seriesInstanceUid }, 'the page sends UIDs only');
+      const { uploadId } = (await pacsUpload.json()) as { uploadId: string };
       const response = await answered;
       assert.equal(response.status(), 200);
-      const sent = JSON.parse(response.request().postData() ?? '{}') as { dicomweb?: unknown };
-      assert.deepEqual(sent.dicomweb, { studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: query.seriesInstanceUid }, 'the page sends UIDs only');
+      assert.equal((JSON.parse(response.request().postData() ?? '{}') as { uploadId?: string }).uploadId, uploadId, 'the search runs on the fetched series');
       const api = (await response.json()) as SearchResponse;
       assert.ok(api.results.length > 0);
       checkLinks(api.results, (s, sop) => `https://viewer.example/viewer?StudyInstanceUIDs=${s.studyInstanceUid}&SeriesInstanceUIDs=${s.seriesInstanceUid}&initialSopInstanceUID=${sop}`);
@@ -258,10 +279,12 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
         assert.deepEqual([card.study, card.series, card.sop], [viewer.studyInstanceUid, viewer.seriesInstanceUid, viewer.sopInstanceUid]);
       }
       assert.match((await page.textContent('#search-status')) ?? '', /results? for/);
-      assert.equal(await page.locator('#results .open-viewer:visible').count(), 0, 'no "Open beside the query" without a query volume');
+      // The fetched series is the query volume: its coronal view, and its slice beside each match.
+      assert.match((await page.getAttribute('#query-coronal', 'alt')) ?? '', /PACS series/);
+      assert.equal(await page.locator('#results .open-viewer:visible').count(), api.results.length);
       // Each card's pictures (fetched again from the PACS by the server) are shown.
       for (let tries = 0; tries < 300; tries++) {
-        const loaded = await page.evaluate<boolean>("[...document.querySelectorAll('#results .match-slice img, #results .coronal img')].every((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:'))");
+        const loaded = await page.evaluate<boolean>("[...document.querySelectorAll('#results .query-slice img, #results .match-slice img, #results .coronal img')].every((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:'))");
         if (loaded) break;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -300,6 +323,13 @@ test('a server without a PACS refuses a dicomweb query with NO_PACS', async () =
     });
     assert.equal(reply.status, 400);
     assert.equal(reply.body.error.code, 'NO_PACS');
+    const kept = await jsonRequest<ErrorBody>(`${server.url}/api/uploads/dicomweb`, {
+      method: 'POST',
+      headers: { ...bearer(server.token!), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ studyInstanceUid: '1.2.3' }),
+    });
+    assert.equal(kept.status, 400);
+    assert.equal(kept.body.error.code, 'NO_PACS');
     const info = await jsonRequest<{ canSearchPacs?: boolean }>(`${server.url}/api/index`, { headers: bearer(server.token!) });
     assert.equal(info.body.canSearchPacs, false);
   } finally {

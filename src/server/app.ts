@@ -23,7 +23,7 @@ import { DEFAULT_MAX_QUEUED, DEFAULT_QUEUE_TIMEOUT_MS, SearchPool } from './sear
 import { SearchService, type SearchBody, type SearchParams } from './search-service.js';
 import { RAW_UPLOAD_TYPES, readUploadedVolume } from './uploads.js';
 import { MATCH_COLOR, QUERY_COLOR } from '../io/sheet.js';
-import type { HealthInfo, IndexInfo } from '../api/contract.js';
+import type { DicomWebQuery, HealthInfo, IndexInfo } from '../api/contract.js';
 import { publicUpload, publicVolume, VolumeService, WINDOW_NAMES, WINDOW_PRESETS, type ThumbnailRequest } from './volumes.js';
 
 /**
@@ -399,6 +399,18 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     const upload = volumes.upload(request.params.uploadId);
     const bytes = await volumes.niftiGz(upload.uploadId, async () => upload.volume);
     return reply.type('application/gzip').header('content-disposition', 'attachment; filename="query.nii.gz"').header('cache-control', 'private, max-age=3600').send(bytes);
+  });
+
+  // A PACS series as a kept query volume: the page then draws it, cuts slabs of it and shows it beside
+  // the results, as for an upload. UIDs only; the server's own PACS and credentials.
+  app.post<{ Body: DicomWebQuery }>('/api/uploads/dicomweb', { schema: routeSchemas.createPacsUpload }, async (request, reply) => {
+    if (!pacs) throw new ApiError(400, 'NO_PACS', 'this server has no PACS (start mir3d serve with --pacs dicomweb+http(s)://HOST/ROOT, or serve an index synced from one)');
+    const { studyInstanceUid, seriesInstanceUid } = request.body;
+    // A series that cannot be decoded is the PACS's data, not an indexed source gone bad (422, not 409).
+    const volume = await uploadLimiter.run(() => pacs.querySeries(studyInstanceUid, seriesInstanceUid)).catch((error: unknown) => {
+      throw toApiError(error, { volumeFromClient: true });
+    });
+    return reply.code(201).send(publicUpload(volumes.addUpload(volume)));
   });
 
   app.post<{ Body: SearchBody }>('/api/search', { schema: routeSchemas.search }, async (request, reply) => searches.run(request.body, undefined, clientGone(reply.raw)));

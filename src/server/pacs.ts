@@ -1,5 +1,6 @@
 import { isExpectedError } from '../errors.js';
-import { fetchSeriesVolume } from '../ingest/dicomweb-fetch.js';
+import { fetchQuerySeries, fetchSeriesVolume } from '../ingest/dicomweb-fetch.js';
+import { seriesKeyOf } from '../io/dicom.js';
 import type { Volume } from '../io/volume.js';
 import { hasPacsVolumes, resultViewerLinks, viewerLinkerOf } from '../query/viewer-links.js';
 import type { SearchResult } from '../search/types.js';
@@ -113,6 +114,11 @@ export class PacsAccess {
       if (!isExpectedError(error)) throw error;
       return { links: new Map(), problem: `${error.message.split('\n')[0]} [${error.code}]` };
     }
+  }
+
+  /** A series named by a client (UIDs only) as a query volume, decoded in memory. */
+  async querySeries(studyInstanceUid: string, seriesInstanceUid?: string): Promise<Volume> {
+    return (await fetchQuerySeries(this.client(), studyInstanceUid, seriesInstanceUid, seriesKeyOf)).volume;
   }
 
   /**

@@ -345,6 +345,12 @@ export const routeSchemas = {
     querystring: { type: 'object', properties: { series: { type: 'string', pattern: '^[0-9a-f]{6,64}$', description: 'series key when the zip holds several series' } }, additionalProperties: false },
     response: { 201: { $ref: 'Upload#' }, ...errorResponses },
   },
+  createPacsUpload: {
+    tags: ['uploads'],
+    summary: "Fetch a series from the server's PACS as a query volume (kept in memory like an upload, never indexed)",
+    body: dicomWebQuerySchema,
+    response: { 201: { $ref: 'Upload#' }, ...errorResponses },
+  },
   getUpload: {
     tags: ['uploads'],
     summary: 'An uploaded query volume',

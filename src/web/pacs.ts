@@ -1,10 +1,11 @@
-import type { SearchResultInfo } from './api.js';
-import type { QuerySource, SourceHost, SourcePanel } from './sources.js';
+import { ApiCallError, isAbort, postJson, type SearchResultInfo, type UploadInfo } from './api.js';
+import { uploadSource, type QuerySource, type SourceHost, type SourcePanel } from './sources.js';
 
 /**
  * The PACS on the page: a query by Study / Series Instance UID (the server fetches the series from its
- * own PACS with its own credentials; the page sends UIDs only), and on each result from a PACS-sourced
- * volume, the link that opens the hospital's viewer at the best-matching slice.
+ * own PACS with its own credentials and keeps it as a query volume, POST /api/uploads/dicomweb; the page
+ * sends UIDs only), and on each result from a PACS-sourced volume, the link that opens the hospital's
+ * viewer at the best-matching slice.
  */
 
 const UID = /^[0-9]+(\.[0-9]+)*$/;
@@ -41,18 +42,35 @@ export class PacsPanel implements SourcePanel {
   ) {
     $('pacs-form').addEventListener('submit', (event) => {
       event.preventDefault();
-      const uids = pacsUids(($('pacs-study') as HTMLInputElement).value, ($('pacs-series') as HTMLInputElement).value);
-      if (typeof uids === 'string') {
-        this.current = undefined;
-        host.setSource(undefined);
-        host.status(this.statusLine, uids, true);
-        return;
-      }
-      this.current = { kind: 'pacs', body: { dicomweb: uids } };
-      host.status(this.statusLine, 'The server fetches the series from the PACS and embeds it; it is not added to the index.');
-      host.setSource(this.current);
-      search();
+      void this.fetchSeries(search);
     });
+  }
+
+  private async fetchSeries(search: () => void): Promise<void> {
+    // A new series replaces the query: what was shown for the old one goes now, even if this fails.
+    this.current = undefined;
+    this.host.setSource(undefined);
+    const uids = pacsUids(($('pacs-study') as HTMLInputElement).value, ($('pacs-series') as HTMLInputElement).value);
+    if (typeof uids === 'string') {
+      this.host.status(this.statusLine, uids, true);
+      return;
+    }
+    const button = $('pacs-search') as HTMLButtonElement;
+    button.disabled = true;
+    this.host.status(this.statusLine, 'Fetching the series from the PACS…');
+    try {
+      const upload = await postJson<UploadInfo>('/api/uploads/dicomweb', uids);
+      this.current = { ...uploadSource(upload), kind: 'pacs' };
+      this.current.volume!.title = upload.indexedAs ? `PACS series (indexed as ${upload.indexedAs})` : 'PACS series';
+      this.host.status(this.statusLine, `Fetched ${upload.dims.join('×')} voxels; not added to the index.`);
+      this.host.setSource(this.current);
+      search();
+    } catch (error) {
+      const text = isAbort(error) ? 'Cancelled.' : error instanceof ApiCallError ? `${error.message} [${error.code}]` : error instanceof Error ? error.message : String(error);
+      this.host.status(this.statusLine, text, true);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   /** Shown only when the server has a PACS. */
