@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -12,6 +13,7 @@ import { writeNifti } from '../src/io/nifti-writer.js';
 import { sliceZMm } from '../src/io/volume.js';
 import { generatePhantom } from '../src/synth/index.js';
 import { runCli } from './helpers/cli.js';
+import { projectRoot } from './helpers/shared-data.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mir3d-embed-'));
@@ -69,6 +71,31 @@ describe('mir3d embed', () => {
     assert.ok(gaps.every((g) => g >= 4 && g <= 6), `z gaps ${gaps.join(', ')}`);
     assert.equal(metadata.vectorsFile, 'phantom.npy');
     assert.match(metadata.source.sha256Int16, /^[0-9a-f]{64}$/);
+  });
+
+  test('two scans of one file name in different folders get their own outputs; an existing one needs --force', async () => {
+    const root = join(work, 'layout');
+    const scans = ['phantom-01', 'phantom-02'].map((folder) => join(root, folder, 'ct.nii.gz'));
+    for (const [i, path] of scans.entries()) {
+      mkdirSync(join(root, `phantom-0${i + 1}`), { recursive: true });
+      await writeNifti(path, generatePhantom({ seed: 20 + i, matrix: [32, 32], coverage: 'liver' }).image);
+    }
+    const cwd = mkdtempSync(join(work, 'cwd-'));
+    const embed = (path: string, ...extra: string[]) =>
+      spawnSync(process.execPath, [join(projectRoot, 'dist/src/cli/main.js'), 'embed', path, '--encoder', 'baseline', '--step', '10', '--no-progress', ...extra], { cwd, encoding: 'utf8', timeout: 60_000 });
+    for (const path of scans) assert.equal(embed(path).status, 0);
+    const outputs = scans.map((path) => JSON.parse(readFileSync(path.replace(/\.nii\.gz$/, '.embeddings.json'), 'utf8')) as EmbeddingsMetadata);
+    assert.deepEqual(outputs.map((m) => m.source.path), scans, 'each output describes its own scan');
+    assert.notEqual(outputs[0].source.sha256Int16, outputs[1].source.sha256Int16);
+    const firstNpy = scans[0].replace(/\.nii\.gz$/, '.embeddings.npy');
+    const before = statSync(firstNpy).mtimeMs;
+    const again = embed(scans[0]);
+    assert.equal(again.status, 2, again.stderr);
+    assert.equal(again.stderr.trim().split('\n').length, 1, again.stderr);
+    assert.match(again.stderr, /exists.*--force.*\[OUTPUT_EXISTS\]/);
+    assert.equal(statSync(firstNpy).mtimeMs, before, 'the existing output is untouched');
+    assert.equal(embed(scans[0], '--force').status, 0);
+    assert.equal(spawnSync('ls', [cwd], { encoding: 'utf8' }).stdout, '', 'nothing is written into the current folder');
   });
 
   test('a real CT with the default encoder; an unknown encoder fails before reading', { skip: skipWithoutSharedData }, async () => {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -9,6 +10,7 @@ import { writeNpyFloat32 } from '../io/npy.js';
 import { keyImageGivesDisplay } from '../io/key-image.js';
 import { readVolume } from '../io/read.js';
 import { canonicalInt16Sha256 } from '../io/volume-stats.js';
+import { Mir3dError } from '../errors.js';
 import { addKeyImageOptions, keyImageReadOptions, positiveInteger, positiveNumber, type KeyImageCliOptions } from './options.js';
 import { startProgress } from './progress.js';
 
@@ -37,11 +39,43 @@ interface EmbedCommandOptions extends KeyImageCliOptions {
   worker?: boolean;
   json?: boolean;
   progress: boolean;
+  force?: boolean;
 }
 
-function defaultOutPath(input: string): string {
-  const name = basename(resolve(input)).replace(/\.(nii(\.gz)?|png|jpe?g)$/i, '') || 'volume';
-  return join(process.cwd(), `${name}.embeddings.npy`);
+/** Where the vectors cannot go: another run's output is there, or the folder cannot be written. */
+export class EmbedOutputError extends Mir3dError<'OUTPUT_EXISTS' | 'OUTPUT_UNWRITABLE'> {
+  override readonly name = 'EmbedOutputError';
+}
+
+/**
+ * Beside the volume, named after it (and its series): two scans with the same file name in different
+ * folders (phantom-01/ct.nii.gz, phantom-02/ct.nii.gz) get different outputs, which a default in the
+ * current folder would not give them.
+ */
+export function defaultOutPath(input: string, seriesKey?: string): string {
+  const full = resolve(input);
+  const name = basename(full).replace(/\.(nii(\.gz)?|png|jpe?g|dcm)$/i, '') || 'volume';
+  const series = seriesKey ? `.${seriesKey.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64)}` : '';
+  return join(dirname(full), `${name}${series}.embeddings.npy`);
+}
+
+function checkOutputFree(outPath: string, jsonPath: string, force: boolean | undefined): void {
+  if (force) return;
+  const taken = [outPath, jsonPath].find((path) => existsSync(path));
+  if (taken) throw new EmbedOutputError('OUTPUT_EXISTS', `${taken} exists (another run's output?); give --force to replace it or --out for another place`);
+}
+
+async function writeOutput(outPath: string, write: () => Promise<void>): Promise<void> {
+  try {
+    await mkdir(dirname(outPath), { recursive: true });
+    await write();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT' || code === 'ENOTDIR' || code === 'EISDIR') {
+      throw new EmbedOutputError('OUTPUT_UNWRITABLE', `${outPath}: cannot write the vectors (${code}); give --out with a writable place`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 export function registerEmbed(program: Command): void {
@@ -50,7 +84,8 @@ export function registerEmbed(program: Command): void {
     .description('Embed every axial slice of a volume: writes FILE.npy (float32 [slices, dim]) and FILE.json (encoder id, slice z in mm)')
     .argument('<volume>', 'NIfTI file, DICOM series directory or PNG/JPEG key image')
     .option('--encoder <name|path>', `built-in encoder (mobilenet_v2, mobilenet_v2_mid, baseline), an .onnx file or a model folder`, DEFAULT_ENCODER)
-    .option('--out <file.npy>', 'where to write the vectors (default ./<name>.embeddings.npy)')
+    .option('--out <file.npy>', 'where to write the vectors (default <name>.embeddings.npy beside the volume; the metadata goes beside it as .json)')
+    .option('--force', 'replace an existing output (else an existing .npy or .json is refused)')
     .option('--series <key>', 'series key, when a DICOM directory holds several')
     .option('--step <mm>', 'embed one slice every this many mm (default: every slice)', positiveNumber('--step'))
     .option('--windows <list>', 'HU windows as channels, e.g. "abdomen,lung,bone" or "40:400"')
@@ -60,6 +95,10 @@ export function registerEmbed(program: Command): void {
     .option('--json', 'print the metadata as JSON')
     .option('--no-progress', 'no progress display');
   addKeyImageOptions(command).action(async (input: string, options: EmbedCommandOptions) => {
+      const outPath = resolve(options.out ?? defaultOutPath(input, options.series));
+      const jsonPath = outPath.replace(/\.npy$/i, '') + '.json';
+      // Before any work: an existing output is another run's (perhaps another scan's) until --force.
+      checkOutputFree(outPath, jsonPath, options.force);
       const readOptions = keyImageReadOptions(options);
       // A key image of unknown window goes through the grey pass-through (its own encoder id). Only its
       // first bytes are read here, so a bad --encoder still fails before the volume is read.
@@ -82,10 +121,7 @@ export function registerEmbed(program: Command): void {
             progress.update(done);
           },
         });
-        const outPath = resolve(options.out ?? defaultOutPath(input));
-        const jsonPath = outPath.replace(/\.npy$/i, '') + '.json';
-        await mkdir(dirname(outPath), { recursive: true });
-        await writeNpyFloat32(outPath, embedded.vectors, [embedded.sliceIndices.length, embedded.dim]);
+        await writeOutput(outPath, () => writeNpyFloat32(outPath, embedded.vectors, [embedded.sliceIndices.length, embedded.dim]));
         const metadata: EmbeddingsMetadata = {
           format: 'mir3d-embeddings/1',
           encoderId: embedded.encoderId,
@@ -104,7 +140,7 @@ export function registerEmbed(program: Command): void {
           sliceIndices: Array.from(embedded.sliceIndices),
           zMm: Array.from(embedded.zMm),
         };
-        await writeFileAtomic(jsonPath, `${JSON.stringify(metadata, null, 2)}\n`);
+        await writeOutput(jsonPath, () => writeFileAtomic(jsonPath, `${JSON.stringify(metadata, null, 2)}\n`));
         if (options.json) process.stdout.write(`${JSON.stringify({ ...metadata, vectorsPath: outPath, metadataPath: jsonPath }, null, 2)}\n`);
         else {
           process.stdout.write(
