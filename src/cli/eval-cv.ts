@@ -12,6 +12,7 @@ export interface EvalCvOptions {
   folds?: number;
   seed?: number;
   whiten?: number;
+  head?: string;
   encoder: string;
   progress: boolean;
   json?: boolean;
@@ -25,6 +26,7 @@ export interface EvalCvOptions {
 export async function runCvEval(csvPath: string, options: EvalCvOptions): Promise<void> {
   if (!options.target) throw new InvalidArgumentError('--target COLUMN: the label retrieved images must share with the query (e.g. covid); several: a,b');
   if (!options.groupBy) throw new InvalidArgumentError('--group-by COLUMN: the label that keeps each patient on one side of every fold (e.g. patient)');
+  if (options.head !== undefined && options.head !== 'lda' && options.head !== 'mlp') throw new InvalidArgumentError('--head: lda or mlp');
   const targets = options.target.split(',').map((t) => t.trim()).filter(Boolean);
   const out = resolve(options.out);
   let bar: { stage: string; progress: Progress } | undefined;
@@ -43,6 +45,7 @@ export async function runCvEval(csvPath: string, options: EvalCvOptions): Promis
       ...(options.folds ? { folds: options.folds } : {}),
       ...(options.seed ? { seed: options.seed } : {}),
       ...(options.whiten ? { whitenDim: options.whiten } : {}),
+      ...(options.head ? { head: options.head as 'lda' | 'mlp' } : {}),
       onStatus: (line) => {
         stop();
         process.stderr.write(`${line}\n`);

@@ -179,18 +179,19 @@ export function registerEval(program: Command): void {
     .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
     .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
     .option('--whiten <dim>', '<labels.csv>: the normalized space PCA-whitens to this dimension (default: mean-centring)', positiveInteger('--whiten'))
+    .option('--head <method>', '<labels.csv>: the fine-tuned space\'s head, lda (default) or mlp (supervised contrastive)')
     .option('--seed <n>', '<labels.csv>: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
     .option('--report-only', "write the reports again from --out's results.json (no indexing, no search; <dataset> is not read)")
     .option('--no-progress', 'no progress display')
-    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number; whiten?: number; seed?: number }) => {
+    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number; whiten?: number; seed?: number; head?: string }) => {
       if (dataset.toLowerCase().endsWith('.csv')) {
         const encoders = list(options.encoders);
         const encoder = encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0];
         if (options.captions !== undefined) {
           await runTextEval(dataset, { out: options.out, captions: options.captions, target: options.target, groupBy: options.groupBy, folds: options.folds, encoder, progress: options.progress, json: options.json });
         } else {
-          await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, encoder, progress: options.progress, json: options.json });
+          await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, head: options.head, encoder, progress: options.progress, json: options.json });
         }
         return;
       }

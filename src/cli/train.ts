@@ -104,7 +104,7 @@ export function registerTrain(program: Command): void {
     .option('--captions <column>', 'learn a text space from this caption label, so `mir3d search --text` works without a CLIP model')
     .option('--normalize', 'fit archive statistics: mean-centring (with --whiten: PCA-whitening)')
     .option('--group-by <column>', 'label keeping a patient together (e.g. patient): validation holds whole groups out')
-    .option('--method <m>', `head: ${HEAD_METHODS.join(', ')} (lda: linear discriminant)`, 'lda')
+    .option('--method <m>', 'head: lda (linear discriminant, default) or mlp (small MLP, supervised contrastive loss)', 'lda')
     .option('--whiten <dim>', 'with --normalize: PCA-whiten to this dimension', positiveInteger('--whiten'))
     .option('--sample <n>', 'with --normalize: fit on at most this many slice vectors (default 100000)', positiveInteger('--sample'))
     .option('--name <name>', `name of the space (default "head", "normalized", or ${DEFAULT_TEXT_SPACE} for --captions)`)

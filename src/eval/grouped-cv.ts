@@ -20,7 +20,8 @@ import { keyImageFormat, keyImageGivesDisplay } from '../io/key-image.js';
 import type { ReadOptions } from '../io/read.js';
 import { search } from '../search/search.js';
 import type { SearchMethod } from '../search/types.js';
-import { fitHead, fitNormalization, groupedFolds, type HeadFit } from '../space/fit.js';
+import { fitNormalization, groupedFolds } from '../space/fit.js';
+import { trainHeadOnRows, type HeadMethod } from '../space/train-head.js';
 import { spaceModel } from '../space/graph.js';
 import { SpaceError } from '../space/errors.js';
 import { removeSpace, saveSpace } from '../space/persist.js';
@@ -43,6 +44,8 @@ export interface GroupedCvOptions {
   encoder?: string;
   /** 'volume-mean' (default: one vector per image or scan) or any search method. */
   method?: SearchMethod;
+  /** The fine-tuned space's head (default lda). */
+  head?: HeadMethod;
   /** Normalization: centring (undefined) or PCA-whitening to this dimension. */
   whitenDim?: number;
   readOptions?: ReadOptions;
@@ -74,7 +77,7 @@ export interface CvFoldInfo {
   queryGroups: string[];
   /** Groups the fold's normalization and head were fitted on (= the database's). */
   trainingGroups: string[];
-  head: Pick<HeadFit, 'chosen' | 'validation' | 'seconds' | 'trainingRows'>;
+  head: { description: string; validation: { p5: number; rawP5: number; randomP5: number; queries: number }; seconds: number; trainingRows: number };
 }
 
 export interface CvResults {
@@ -85,6 +88,8 @@ export interface CvResults {
   metrics: Record<CvSpace, Record<string, Record<string, CvMetric>>>;
   /** Fine-tuned minus raw, per target and metric, paired over queries. */
   gains: Record<string, Record<string, { mean: number; se: number }>>;
+  /** Normalized minus raw, the same way. */
+  normalizedGains: Record<string, Record<string, { mean: number; se: number }>>;
   folds: CvFoldInfo[];
   queries: CvQueryScore[];
   seconds: number;
@@ -211,17 +216,17 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
       const dbSlices = sliceOwner.map((owner, s) => ({ owner, s })).filter(({ owner }) => foldOf[owner] !== fold).map(({ s }) => s);
       options.onProgress?.('fitting', fold, folds, `fold ${fold + 1}: normalization and head on ${dbIdx.length} database rows`);
       const normalization = await fitNormalization(sliceVectors, store.dim, { rows: dbSlices, ...(options.whitenDim ? { whitenDim: options.whitenDim } : {}) });
-      const head = await fitHead(training, { rows: dbSlices, seed });
+      const head = await trainHeadOnRows(training, { targets: options.targets, groupBy: options.groupBy, method: options.head ?? 'lda', seed, rows: dbSlices });
       const names: Record<CvSpace, string | undefined> = { raw: undefined, normalized: `cv-fold${fold + 1}-normalized`, 'fine-tuned': `cv-fold${fold + 1}-head` };
       saveSpace(store, { name: names.normalized!, kind: 'normalization', encoderId: store.encoderId, inputDim: store.dim, outputDim: normalization.layers[0].outDim, training: { fold: fold + 1 } }, spaceModel(normalization.layers, 'cv normalization'));
-      saveSpace(store, { name: names['fine-tuned']!, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.layers[0].outDim, training: { fold: fold + 1 } }, spaceModel(head.layers, 'cv head'));
+      saveSpace(store, { name: names['fine-tuned']!, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: { fold: fold + 1 } }, head.model);
       foldInfos.push({
         fold: fold + 1,
         queryRows: queryIdx.length,
         databaseRows: dbIdx.length,
         queryGroups: [...new Set(queryIdx.map(group))].sort(),
         trainingGroups: [...new Set(dbSlices.map((s) => training.groups[s]))].sort(),
-        head: { chosen: head.chosen, validation: head.validation, seconds: head.seconds, trainingRows: head.trainingRows },
+        head: { description: head.description, validation: head.validation, seconds: head.seconds, trainingRows: head.trainingRows },
       });
       const includeVolumeIds = dbIdx.map((i) => kept[i].record.volumeId);
       const scores = new Map<number, CvQueryScore>();
@@ -295,14 +300,19 @@ function summarize(
       });
     });
   }
-  const gains: CvResults['gains'] = {};
-  options.targets.forEach((target, t) => {
-    gains[target] = {};
-    metricNames.forEach((name, m) => {
-      const diffs = queries.map((q) => valueOf(q.scores['fine-tuned'][t], m) - valueOf(q.scores.raw[t], m));
-      gains[target][name] = { mean: mean(diffs), se: standardError(diffs) };
+  const gainsOf = (space: CvSpace): CvResults['gains'] => {
+    const gains: CvResults['gains'] = {};
+    options.targets.forEach((target, t) => {
+      gains[target] = {};
+      metricNames.forEach((name, m) => {
+        const diffs = queries.map((q) => valueOf(q.scores[space][t], m) - valueOf(q.scores.raw[t], m));
+        gains[target][name] = { mean: mean(diffs), se: standardError(diffs) };
+      });
     });
-  });
+    return gains;
+  };
+  const gains = gainsOf('fine-tuned');
+  const normalizedGains = gainsOf('normalized');
   const labelCounts: Record<string, Record<string, number>> = {};
   for (const target of options.targets) {
     labelCounts[target] = {};
@@ -314,9 +324,10 @@ function summarize(
   return {
     format: 'mir3d-cv/1',
     dataset: { csv: options.csvPath, rows, groups: new Set(groups).size, targets: options.targets, groupBy: options.groupBy, labelCounts },
-    settings: { ...settings, normalization: options.whitenDim ? `PCA-whitening to ${options.whitenDim}` : 'mean-centring', head: 'LDA-like (p, β chosen on a grouped validation split of the training folds)' },
+    settings: { ...settings, normalization: options.whitenDim ? `PCA-whitening to ${options.whitenDim}` : 'mean-centring', head: (options.head ?? 'lda') === 'mlp' ? 'MLP, supervised contrastive loss (early stopping on a grouped validation split of the training folds)' : 'LDA-like (p, β chosen on a grouped validation split of the training folds)' },
     metrics,
     gains,
+    normalizedGains,
     folds,
     queries,
     seconds: (performance.now() - started) / 1000,

@@ -25,12 +25,14 @@ export function cvReading(results: CvResults, target: string): string {
   const normalized = results.metrics.normalized[target]['P@5'];
   const tuned = results.metrics['fine-tuned'][target]['P@5'];
   const gain = results.gains[target]['P@5'];
+  const nGain = results.normalizedGains?.[target]?.['P@5'];
   const verdict = gain.mean > 2 * gain.se ? 'a gain beyond two standard errors' : gain.mean < -2 * gain.se ? 'a loss beyond two standard errors' : 'within two standard errors of no change';
   const groups = results.dataset.groups;
   return [
     `On ${results.queries.length} queries from ${groups} ${results.dataset.groupBy} groups in ${results.settings.folds} grouped folds, P@5 for "${target}" is ${f3(raw.mean)} raw, ` +
       `${f3(normalized.mean)} normalized (${results.settings.normalization}) and ${f3(tuned.mean)} fine-tuned, against ${f3(raw.random)} at random. ` +
-      `Fine-tuned minus raw: ${pm(gain.mean, gain.se)} (paired over queries), ${verdict}.`,
+      `Fine-tuned minus raw: ${pm(gain.mean, gain.se)} (paired over queries), ${verdict}` +
+      (nGain ? `; normalized minus raw: ${pm(nGain.mean, nGain.se)}${nGain.mean > 2 * nGain.se ? ', beyond two standard errors' : ', within two standard errors of no change'}.` : '.'),
     `Every query's ${results.dataset.groupBy} was outside the data its fold's normalization and head were fitted on; the head's settings were chosen on a validation split of whole groups inside the training folds.`,
     'What this does not show: how the space does on another collection (another hospital, scanner or figure style); the standard errors treat queries as independent, while images of one group are not.',
   ].join(' ');
@@ -49,9 +51,9 @@ function markdown(results: CvResults): string {
     for (const row of cvTableRows(results, target)) out.push(`| ${row.join(' | ')} |`);
     out.push('', `Mean ± standard error over queries; "random" is the exact expectation for each query's own database, averaged.`, '', cvReading(results, target), '');
   }
-  out.push('## Folds', '', '| fold | queries | database | query groups | head p, β | validation P@5 (raw) |', '|---:|---:|---:|---:|---|---|');
+  out.push('## Folds', '', '| fold | queries | database | query groups | head | validation P@5 (raw, random) |', '|---:|---:|---:|---:|---|---|');
   for (const f of results.folds) {
-    out.push(`| ${f.fold} | ${f.queryRows} | ${f.databaseRows} | ${f.queryGroups.length} | ${f.head.chosen.pcaDim}, ${f.head.chosen.floor} | ${f3(f.head.validation.p5)} (${f3(f.head.validation.rawP5)}) |`);
+    out.push(`| ${f.fold} | ${f.queryRows} | ${f.databaseRows} | ${f.queryGroups.length} | ${f.head.description} | ${f3(f.head.validation.p5)} (${f3(f.head.validation.rawP5)}, ${f3(f.head.validation.randomP5)}) |`);
   }
   return `${out.join('\n')}\n`;
 }

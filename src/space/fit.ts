@@ -335,9 +335,18 @@ function checkLabels(data: LabelledRows, rows: readonly number[]): void {
 }
 
 /** Trains the LDA-like head on `rows` (default all), choosing p and β on a grouped validation split. */
-export async function fitHead(data: LabelledRows, options: HeadOptions & { rows?: readonly number[] } = {}): Promise<HeadFit> {
-  const started = performance.now();
-  const all = options.rows ?? Array.from({ length: data.groups.length }, (_, i) => i);
+export interface ValidationSplit {
+  all: number[];
+  /** Rows a candidate learns from: the training rows of the groups not held out. */
+  inner: number[];
+  /** Rows of the held-out groups (sampled to at most maxValidationQueries), queried against `inner`. */
+  validation: number[];
+  groupCount: number;
+}
+
+/** The grouped validation split every head method uses: whole groups held out, fixed by the seed. */
+export function validationSplit(data: LabelledRows, options: Pick<HeadOptions, 'seed' | 'validationShare' | 'maxValidationQueries'> & { rows?: readonly number[] } = {}): ValidationSplit {
+  const all = options.rows ? [...options.rows] : Array.from({ length: data.groups.length }, (_, i) => i);
   checkLabels(data, all);
   const seed = options.seed ?? 1;
   const share = options.validationShare ?? 0.2;
@@ -352,6 +361,24 @@ export async function fitHead(data: LabelledRows, options: HeadOptions & { rows?
     const random = seededRandom(seed + 1);
     validation = validation.map((r) => ({ r, key: random() })).sort((a, b) => a.key - b.key).slice(0, maxQueries).map((v) => v.r).sort((a, b) => a - b);
   }
+  return { all, inner, validation, groupCount };
+}
+
+/** PCA-whitening of `rows` to p dims as one affine layer, and those rows through it (rows × p). */
+export async function whiteningOf(data: LabelledRows, rows: readonly number[], p: number): Promise<{ layer: AffineLayer; z: Float32Array }> {
+  const basis = await whitenedBasis(data, rows, Math.min(p, data.dim, rows.length - 1));
+  return { layer: centredLayer(basis.axes.mean, pcaWhitening(basis.axes, basis.maxDim), data.dim, basis.maxDim), z: basis.z };
+}
+
+/** Rows of `data` through one affine layer (no normalization), on ONNX Runtime's Gemm. */
+export function projectThrough(data: LabelledRows, rows: readonly number[], layer: AffineLayer): Promise<Float32Array> {
+  return projectRows(data.vectors, data.dim, rows, layer);
+}
+
+/** Trains the LDA-like head on `rows` (default all), choosing p and β on a grouped validation split. */
+export async function fitHead(data: LabelledRows, options: HeadOptions & { rows?: readonly number[] } = {}): Promise<HeadFit> {
+  const started = performance.now();
+  const { all, inner, validation, groupCount } = validationSplit(data, options);
   const rank = (rows: readonly number[]): number => Math.min(data.dim, rows.length - 1);
   const pcaDims = (options.pcaDims ?? DEFAULT_PCA_DIMS).filter((p) => p <= rank(inner));
   if (pcaDims.length === 0) pcaDims.push(Math.max(1, rank(inner)));

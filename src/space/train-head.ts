@@ -8,10 +8,11 @@ import type { JsonObject, Store } from '../store/types.js';
 import { SpaceError } from './errors.js';
 import { fitHead, type LabelledRows } from './fit.js';
 import { spaceModel } from './graph.js';
+import { fitMlpHead } from './mlp.js';
 import { slicesOfStore } from './slices.js';
 
-export type HeadMethod = 'lda';
-export const HEAD_METHODS: readonly HeadMethod[] = ['lda'];
+export type HeadMethod = 'lda' | 'mlp';
+export const HEAD_METHODS: readonly HeadMethod[] = ['lda', 'mlp'];
 
 export interface HeadProgress {
   step: number;
@@ -68,6 +69,25 @@ export function labelledRowsOf(store: Store, targets: readonly string[], groupBy
 
 export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHeadOptions, 'volumeIds'> & { rows?: readonly number[] }): Promise<TrainedHead> {
   const seed = options.seed ?? 1;
+  if ((options.method ?? 'lda') === 'mlp') {
+    const fit = await fitMlpHead(data, {
+      seed,
+      ...(options.rows ? { rows: options.rows } : {}),
+      ...(options.maxEpochs ? { maxEpochs: options.maxEpochs } : {}),
+      onProgress: (p) => options.onProgress?.({ step: p.step, steps: p.steps, loss: p.loss, validationP5: p.validationP5, bestP5: p.bestP5 }),
+    });
+    const s = fit.settings;
+    return {
+      model: spaceModel(fit.layers, `mir3d head (mlp, supervised contrastive) for ${options.targets.join(', ')}`),
+      outputDim: s.outputDim,
+      description: `MLP head ${fit.layers[0].inDim} → PCA ${s.inputDim} → ${s.hidden} → ${s.outputDim} (supervised contrastive, τ ${s.temperature}, best of ${s.steps} steps at ${s.bestStep})`,
+      record: { method: 'mlp', targets: [...options.targets], groupBy: options.groupBy, seed, settings: { ...s }, validation: { ...fit.validation }, trainingRows: fit.trainingRows, seconds: fit.seconds },
+      validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries },
+      trainingRows: fit.trainingRows,
+      groups: fit.validation.groups,
+      seconds: fit.seconds,
+    };
+  }
   const fit = await fitHead(data, {
     seed,
     ...(options.rows ? { rows: options.rows } : {}),
