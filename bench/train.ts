@@ -44,7 +44,7 @@ function archive(rows: number, dim: number): { vectors: Float32Array; targets: s
     let norm = 0;
     for (let j = 0; j < dim; j++) norm += current[j] ** 2;
     norm = Math.sqrt(norm);
-    for (let j = 0; j < dim; j++) vectors[r * dim + j] = current[j] / norm + 0.6 * classDirections[cls][j];
+    for (let j = 0; j < dim; j++) vectors[r * dim + j] = current[j] / norm + 0.12 * classDirections[cls][j];
     target.push(`class${cls}`);
     groups.push(`patient${volume}`);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +17,9 @@ import { listSpaces, loadSpace, SPACE_ARTIFACT_KIND } from '../src/space/persist
 import { SpaceStore } from '../src/space/space-store.js';
 import { openStore } from '../src/store/index.js';
 import type { JsonObject } from '../src/store/types.js';
+import { parse as parseCsv } from 'csv-parse/sync';
 import { runCli } from './helpers/cli.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 import { seededRng } from './helpers/seeded-random.js';
 
 /**
@@ -82,6 +84,11 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     assert.match(first.stdout, /validation .*P@5 \d\.\d{3}, raw \d\.\d{3}, random \d\.\d{3}/);
     const again = runCli(['train', '--db', db, '--target', 'tissue', '--group-by', 'patient', '--seed', '7', '--name', 'head-again', '--no-progress'], 120_000);
     assert.equal(again.status, 0, again.stderr);
+    const mlp = ['train', '--db', db, '--target', 'tissue', '--group-by', 'patient', '--method', 'mlp', '--seed', '5', '--steps', '20', '--no-progress'];
+    const mlpFirst = runCli([...mlp, '--name', 'mlp'], 120_000);
+    assert.equal(mlpFirst.status, 0, mlpFirst.stderr);
+    assert.match(mlpFirst.stdout, /space mlp: MLP head 768 → PCA \d+ → 256 → 64 \(supervised contrastive/);
+    assert.equal(runCli([...mlp, '--name', 'mlp-again'], 120_000).status, 0);
     const list = runCli(['train', '--db', db, '--list']);
     assert.equal(list.status, 0, list.stderr);
     assert.match(list.stdout, /^raw {2}\(default\)/m);
@@ -90,6 +97,7 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     try {
       const spaces = Object.fromEntries(listSpaces(store).map((s) => [s.name, s]));
       assert.equal(spaces.head.modelSha256, spaces['head-again'].modelSha256, 'same seed, same data: byte-identical head');
+      assert.equal(spaces.mlp.modelSha256, spaces['mlp-again'].modelSha256, 'same seed: byte-identical MLP head');
     } finally {
       store.close();
     }
@@ -103,7 +111,7 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     assert.ok(out.results.length > 0);
     const missing = runCli(['search', join(archive, names[0]), '--db', db, '--space', 'nope']);
     assert.equal(missing.status, 2);
-    assert.match(missing.stderr, /no space "nope" in this index \(spaces: raw, head, head-again\).*\[UNKNOWN_SPACE\]/);
+    assert.match(missing.stderr, /no space "nope" in this index \(spaces: raw, head, head-again, mlp, mlp-again\).*\[UNKNOWN_SPACE\]/);
     assert.equal(missing.stderr.trim().split('\n').length, 1);
   });
 
@@ -186,3 +194,33 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     for (const space of ['raw', 'normalized', 'fine-tuned'] as const) assert.ok(Number.isFinite(results.metrics[space].tissue['P@5'].mean));
   });
 });
+
+describe('mir3d eval <labels.csv> on real key images (COVID-CT subset)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mir3d-cv-real-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  test('grouped folds by patient: raw, normalized and fine-tuned P@k with exact random levels, in report.md/html/results.json', { skip: skipWithoutSharedData }, () => {
+    const folder = sharedPath('keyslices', 'covid-ct');
+    const all = parseCsv(readFileSync(join(folder, 'labels.csv'), 'utf8'), { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>;
+    // Every 12th row: 62 images of both classes and many patients, absolute paths so the CSV may live anywhere.
+    const rows = all.filter((_, i) => i % 12 === 0).map((r) => `${join(folder, r.path)},${r.covid},"${r.patient.replace(/"/g, '""')}"`);
+    writeFileSync(join(root, 'labels.csv'), `path,covid,patient\n${rows.join('\n')}\n`);
+    const run = runCli(['eval', join(root, 'labels.csv'), '--target', 'covid', '--group-by', 'patient', '--folds', '3', '--encoders', 'baseline', '--out', join(root, 'out'), '--no-progress'], 300_000);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /covid: \d+ queries, 3 folds by patient/);
+    assert.match(run.stdout, /^raw +\d\.\d{3} ± \d\.\d{3}/m);
+    assert.match(run.stdout, /^fine-tuned +\d\.\d{3} ± \d\.\d{3}/m);
+    assert.match(run.stdout, /^random \(exact\) +\d\.\d{3}/m);
+    for (const file of ['report.md', 'report.html', 'results.json']) assert.ok(existsSync(join(root, 'out', file)), file);
+    const results = JSON.parse(readFileSync(join(root, 'out', 'results.json'), 'utf8')) as { queries: Array<{ group: string; fold: number }>; folds: Array<{ fold: number; queryGroups: string[]; trainingGroups: string[] }>; metrics: Record<string, Record<string, Record<string, { mean: number; random: number }>>> };
+    for (const fold of results.folds) {
+      const training = new Set(fold.trainingGroups);
+      assert.ok(fold.queryGroups.every((g) => !training.has(g)), `fold ${fold.fold} trained on a query patient`);
+    }
+    // The exact random level: the share of COVID images among the other folds' images, per query.
+    const random = results.metrics.raw.covid['P@5'].random;
+    assert.ok(random > 0.3 && random < 0.7, `random ${random}`);
+    assert.match(readFileSync(join(root, 'out', 'report.md'), 'utf8'), /\| fine-tuned \| .*\(random \d\.\d{3}\)/);
+  });
+});
+

@@ -128,7 +128,7 @@ function fold(whiten: AffineLayer, w1: Float32Array, b1: Float32Array, p: number
 export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): Promise<MlpFit> {
   const started = performance.now();
   const seed = options.seed ?? 1;
-  const { inner, validation, groupCount } = validationSplit(data, { seed, ...(options.rows ? { rows: options.rows } : {}) });
+  const { inner, validation, database, groupCount } = validationSplit(data, { seed, ...(options.rows ? { rows: options.rows } : {}) });
   const random = seededRandom(seed + 17);
   const { layer: whiten, z } = await whiteningOf(data, inner, options.inputDim ?? 128);
   const p = whiten.outDim;
@@ -164,7 +164,7 @@ export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): 
   const opt = [new Adam(w1, rate, decay), new Adam(b1, rate, 0), new Adam(w2, rate, decay), new Adam(b2, rate, 0)];
 
   const layersNow = (): AffineLayer[] => [fold(whiten, w1, b1, p, h), { inDim: h, outDim: m, weight: Float32Array.from(w2), bias: Float32Array.from(b2) }];
-  const rawP5 = await spaceP5(data, undefined, validation, inner);
+  const rawP5 = await spaceP5(data, undefined, validation, database);
   let best = { p5: -1, step: 0, layers: layersNow() };
   let sinceBest = 0;
   let lossSum = 0;
@@ -262,7 +262,7 @@ export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): 
 
     if (step % evalEvery === 0 || step === maxSteps) {
       const layers = layersNow();
-      const p5 = await spaceP5(data, layers, validation, inner);
+      const p5 = await spaceP5(data, layers, validation, database);
       if (p5 > best.p5 + 1e-9) {
         best = { p5, step, layers };
         sinceBest = 0;
@@ -279,7 +279,7 @@ export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): 
     layers: best.layers,
     method: 'mlp',
     settings: { inputDim: p, hidden: h, outputDim: m, temperature: tau, learningRate: rate, weightDecay: decay, batch, steps: Math.min(step, maxSteps), bestStep: best.step },
-    validation: { p5: best.p5, rawP5, randomP5: randomP5(data, validation, inner), queries: validation.length, databaseRows: inner.length, groups: groupCount },
+    validation: { p5: best.p5, rawP5, randomP5: randomP5(data, validation, database), queries: validation.length, databaseRows: database.length, groups: groupCount },
     trainingRows: inner.length,
     seconds: (performance.now() - started) / 1000,
   };
