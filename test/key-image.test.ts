@@ -8,6 +8,8 @@ import { PNG } from 'pngjs';
 import type { VolumeInfo } from '../src/cli/info.js';
 import { isVolumeReadError } from '../src/io/errors.js';
 import { readVolume } from '../src/io/read.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
+import { generatePhantom } from '../src/synth/index.js';
 import { runCli } from './helpers/cli.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 
@@ -131,6 +133,23 @@ describe('key images through index, search and info', () => {
     const windowed = runCli(['index', images, '--db', join(dir, 'db-hu'), '--encoder', 'baseline', '--hu-window', '-1350:150', '--no-progress', '--json']);
     assert.equal(windowed.status, 0, windowed.stderr);
     assert.doesNotMatch((JSON.parse(windowed.stdout) as { encoderId: string }).encoderId, /display/);
+  });
+
+  test('pictures beside CT volumes in a folder walk are left out and counted; a picture named on the command line is read', async () => {
+    const mixed = join(dir, 'mixed');
+    mkdirSync(mixed);
+    const { image } = generatePhantom({ seed: 3, matrix: [32, 32], spacingMm: [10, 10, 5], coverage: 'abdomen' });
+    await writeNifti(join(mixed, 'scan.nii.gz'), image, { gzipLevel: 1 });
+    const preview = writePng('mixed/preview.png', { colorType: 0, bitDepth: 8, value: greyAt });
+    const walked = runCli(['index', mixed, '--db', join(dir, 'db-mixed'), '--encoder', 'baseline', '--no-progress', '--json']);
+    assert.equal(walked.status, 0, walked.stderr);
+    const summary = JSON.parse(walked.stdout) as { added: number; failed: number; picturesIgnored: number };
+    assert.deepEqual([summary.added, summary.failed, summary.picturesIgnored], [1, 0, 1]);
+    const human = runCli(['index', mixed, '--db', join(dir, 'db-mixed'), '--no-progress']);
+    assert.match(human.stdout, /1 picture\(s\) beside the scans ignored/);
+    const named = runCli(['index', preview, join(mixed, 'scan.nii.gz'), '--db', join(dir, 'db-mixed'), '--no-progress']);
+    assert.notEqual(named.status, 0, 'a named 8-bit picture cannot go into an HU index');
+    assert.match(named.stdout + named.stderr, /preview\.png: .*INTENSITY_MISMATCH/);
   });
 
   test('info on a real COVID-CT key slice: grey levels, spacing unknown; with a window and spacing: HU', { skip: skipWithoutSharedData }, () => {

@@ -1,7 +1,8 @@
+import { resolve } from 'node:path';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_ENCODER } from '../encode/registry.js';
-import { discoverVolumes, type VolumeSourceRef } from '../ingest/discover.js';
+import { discoverVolumes, type Discovery, type VolumeSourceRef } from '../ingest/discover.js';
 import { displayImageSpec, readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
 import { openIndex } from '../ingest/open-index.js';
 import { IngestError } from '../ingest/errors.js';
@@ -120,6 +121,7 @@ export function registerIndex(program: Command): void {
         const masks = discovery.maskFilesSkipped ? `${discovery.maskFilesSkipped} mask file(s) left out (--include-masks takes them)` : '';
         throw new IngestError('NOTHING_TO_INDEX', `nothing to index: ${[...reasons, masks].filter(Boolean).join('; ') || 'no NIfTI file or DICOM series found'}${discovery.problems.length > 3 ? ` (and ${discovery.problems.length - 3} more)` : ''}`);
       }
+      const picturesIgnored = leavePicturesBesideScans(discovery, paths, options);
       const chosen = await keyImageSpec(options, requested, discovery.sources);
       // Matched (and ambiguous names refused) before the index is opened.
       const csvLabels: LabelMatch | undefined = options.labels ? matchLabelsCsv(options.labels, paths, discovery.sources) : undefined;
@@ -179,7 +181,7 @@ export function registerIndex(program: Command): void {
       }
       const problems = discovery.problems.map((p) => ({ status: 'failed' as const, path: p.path, reason: p.reason }));
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, ...(csvLabels ? { labels: { rows: csvLabels.rows, unmatchedRows: csvLabels.unmatchedRows, sourcesWithoutRow: csvLabels.sourcesWithoutRow } } : {}), maskFilesSkipped: discovery.maskFilesSkipped, otherFilesIgnored: discovery.otherFilesIgnored, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ db: options.db, encoderId: encoder.id, ...summary, discoveryProblems: problems, ...(csvLabels ? { labels: { rows: csvLabels.rows, unmatchedRows: csvLabels.unmatchedRows, sourcesWithoutRow: csvLabels.sourcesWithoutRow } } : {}), maskFilesSkipped: discovery.maskFilesSkipped, otherFilesIgnored: discovery.otherFilesIgnored, picturesIgnored, index: totals, ...(ann?.calibration ? { approximateIndex: ann.calibration } : {}) }, null, 2)}\n`);
       } else {
         const lines = summary.outcomes.map(outcomeLine);
         for (const p of problems) lines.push(`  failed     ${p.path}: ${p.reason}`);
@@ -187,7 +189,8 @@ export function registerIndex(program: Command): void {
           '',
           `${summary.added} added, ${summary.unchanged} unchanged, ${summary.failed + problems.length} failed${summary.notReached ? `, ${summary.notReached} not reached (stopped)` : ''}` +
             `${discovery.maskFilesSkipped ? `; ${discovery.maskFilesSkipped} mask file(s) left out (--include-masks)` : ''}` +
-            `${discovery.otherFilesIgnored ? `; ${discovery.otherFilesIgnored} other file(s) ignored (not named like a volume)` : ''}`,
+            `${discovery.otherFilesIgnored ? `; ${discovery.otherFilesIgnored} other file(s) ignored (not named like a volume)` : ''}` +
+            `${picturesIgnored ? `; ${picturesIgnored} picture(s) beside the scans ignored (name them, or give --hu-window/--hu-offset, to index them as key images)` : ''}`,
           `${summary.slicesEmbedded} slices embedded in ${summary.seconds.toFixed(1)} s (${(summary.slicesEmbedded / Math.max(summary.seconds, 1e-3)).toFixed(1)} slices/s)`,
           `index ${options.db}: ${totals.volumes} volumes, ${totals.slices} slices, encoder ${encoder.name}${annSeconds !== undefined ? `; HNSW index updated in ${annSeconds.toFixed(1)} s` : ''}`,
           ...(ann?.calibration ? [calibrationLine(ann.calibration)] : []),
@@ -197,6 +200,25 @@ export function registerIndex(program: Command): void {
       }
       if (summary.failed + problems.length > 0 || summary.notReached > 0) process.exitCode = 1;
     });
+}
+
+/**
+ * PNG/JPEG files met while walking folders that also hold CT volumes are usually previews (thumbnails,
+ * screenshots, the demo's own pictures), not key images: without any key-image setting they are left out
+ * and counted, rather than each failing as an image of unknown window. Images named on the command line,
+ * folders of images only, and runs with --hu-window/--hu-offset/--pixel-spacing (or into an index that
+ * reads key images) keep them. Returns how many were left out.
+ */
+function leavePicturesBesideScans(discovery: Discovery, paths: readonly string[], options: IndexCommandOptions): number {
+  const hasScans = discovery.sources.some((s) => s.kind !== 'image');
+  const saved = readEncoderSpec(options.db);
+  const readsImages = Object.keys(keyImageReadOptions(options)).length > 0 || saved?.keyImages !== undefined || saved?.windows === displayImageSpec({ encoder: '' }).windows;
+  if (!hasScans || readsImages) return 0;
+  const named = new Set(paths.map((p) => resolve(p)));
+  const kept = discovery.sources.filter((s) => s.kind !== 'image' || !/\.(png|jpe?g)$/i.test(s.path) || named.has(resolve(s.path)));
+  const left = discovery.sources.length - kept.length;
+  discovery.sources = kept;
+  return left;
 }
 
 /**
