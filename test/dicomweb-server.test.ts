@@ -160,6 +160,18 @@ describe('PACS over HTTP: search by a series, viewer links, mir3d info', { skip 
       assert.equal(reply.status, 400, JSON.stringify(body));
       assert.equal(reply.body.error.code, 'BAD_REQUEST');
     }
+    // The server's own credentials refused by the PACS: a bad gateway, not the client's fault; no password shown.
+    const wrongFile = join(work, 'wrong-credentials.json');
+    writeFileSync(wrongFile, JSON.stringify({ user: orthanc.user, password: 'wrong-password' }), { mode: 0o600 });
+    const refused = await startServer({ dbDir: db, port: 0, limits: { searchWorkers: 1 }, pacs: { credentialsFile: wrongFile } });
+    try {
+      const reply = await post<ErrorBody>(refused, { dicomweb: { studyInstanceUid: query.studyInstanceUid, seriesInstanceUid: query.seriesInstanceUid } });
+      assert.equal(reply.status, 502, JSON.stringify(reply.body));
+      assert.equal(reply.body.error.code, 'PACS_UNAUTHORIZED');
+      assert.ok(!JSON.stringify(reply.body).includes('wrong-password'));
+    } finally {
+      await refused.close();
+    }
     const both = await post<ErrorBody>(server, { dicomweb: { studyInstanceUid: query.studyInstanceUid }, volumeId: 'a'.repeat(16) });
     assert.equal(both.status, 400);
     assert.equal(both.body.error.code, 'BAD_QUERY');
