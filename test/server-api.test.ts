@@ -268,6 +268,30 @@ describe('volumes', () => {
     assertError(await getJson('/api/volumes?where=nokey'), 400, 'BAD_FILTER');
   });
 
+  test('source names only with --show-source-names: the last two path parts, in lists, records and results', async () => {
+    const named = await startServer({ dbDir: index.indexDir, port: 0, showSourceNames: true });
+    try {
+      const headers = bearer(named.token!);
+      const plain = await getJson<{ volumes: VolumeBody[] }>('/api/volumes');
+      assert.ok(plain.body.volumes.every((v) => !('sourceName' in v)), 'no source names by default');
+      const listed = await jsonRequest<{ volumes: (VolumeBody & { sourceName?: string })[] }>(url('/api/volumes', named), { headers });
+      const expected = new Map(index.phantoms.map((p) => [p.volumeId, `${p.name}/ct.nii.gz`]));
+      for (const v of listed.body.volumes) assert.equal(v.sourceName, expected.get(v.volumeId));
+      assert.ok(!JSON.stringify(listed.body).includes(index.dir), 'never the whole path');
+      const first = index.phantoms[0];
+      const one = await jsonRequest<{ sourceName?: string }>(url(`/api/volumes/${first.volumeId}`, named), { headers });
+      assert.equal(one.body.sourceName, `${first.name}/ct.nii.gz`);
+      const found = await jsonRequest<{ results: { volumeId: string; sourceName?: string }[] }>(url('/api/search', named), { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify({ volumeId: first.volumeId, method: 'volume-mean' }) });
+      assert.equal(found.status, 200, JSON.stringify(found.body));
+      assert.ok(found.body.results.length > 0);
+      for (const r of found.body.results) assert.equal(r.sourceName, expected.get(r.volumeId));
+      const unnamed = await postJson<{ results: object[] }>('/api/search', { volumeId: first.volumeId, method: 'volume-mean' });
+      assert.ok(unnamed.body.results.every((r) => !('sourceName' in r)));
+    } finally {
+      await named.close();
+    }
+  });
+
   test('inspects one volume; unknown ids are 404, ids that look like paths are 400', async () => {
     const { volumeId, options } = index.phantoms[1];
     const one = await getJson<VolumeBody>(`/api/volumes/${volumeId}`);

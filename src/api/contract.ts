@@ -129,6 +129,8 @@ export interface ApiSearchResult {
   modality: string;
   /** Only for volumes indexed from a PACS. */
   viewer?: ViewerLinkInfo;
+  /** The source's last two path parts (`case-17/ct.nii.gz`), only from `mir3d serve --show-source-names`. */
+  sourceName?: string;
 }
 
 export interface SearchOptionsInfo {
@@ -171,6 +173,8 @@ export interface PublicVolume {
   /** Slices with a vector in the index (fewer than dims[2] when indexed every few mm). */
   embeddedSlices: number;
   addedAt: string;
+  /** The source's last two path parts, only from `mir3d serve --show-source-names`. */
+  sourceName?: string;
 }
 
 export interface VolumeList {

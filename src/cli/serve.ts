@@ -10,6 +10,7 @@ interface ServeCommandOptions {
   host: string;
   auth: boolean;
   tokenFile?: string;
+  showSourceNames?: boolean;
   maxUploadMb: number;
   cacheMb: number;
   searchWorkers?: number;
@@ -94,6 +95,7 @@ export function registerServe(program: Command): void {
     .option('--search-queue <n>', 'searches that may wait for a worker before 503 BUSY', positiveInteger('--search-queue', 0), 64)
     .option('--search-timeout-s <s>', 'longest a search waits for a worker before 503', seconds('--search-timeout-s'), 20)
     .option('--log', 'print one line per request')
+    .option('--show-source-names', "show each volume's file and folder name (off by default: archive names often carry patient names or record numbers)")
     .option('--pacs <url>', 'PACS to search by series UID: dicomweb+http(s)://HOST/ROOT (default: the one the index was synced from)')
     .option('--viewer-url <template>', 'viewer link for PACS results, {study} {series} {sop} (default: the one given at index time)')
     .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
@@ -116,6 +118,7 @@ export function registerServe(program: Command): void {
           searchQueueTimeoutMs: Math.round(options.searchTimeoutS * 1000),
         },
         ...(options.log ? { logRequest: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+        ...(options.showSourceNames ? { showSourceNames: true } : {}),
         pacs: {
           ...(options.pacs !== undefined ? { url: options.pacs } : {}),
           ...(options.viewerUrl !== undefined ? { viewerTemplate: options.viewerUrl } : {}),

@@ -93,6 +93,9 @@ export interface ServerOptions {
   logError?: (line: string) => void;
   /** The PACS searched by series UID and linked back to (default: the one the index was synced from). */
   pacs?: ServerPacsOptions;
+  /** Volumes and results carry their source's last two path parts (file and folder names may identify
+   * patients, so off by default). */
+  showSourceNames?: boolean;
 }
 
 export class ServerConfigError extends Mir3dError<'NO_AUTH_NOT_LOCAL' | 'BAD_PORT' | 'TOKEN_FILE'> {
@@ -217,7 +220,8 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
     logError,
     ...(context.pacs ? { pacs: context.pacs } : {}),
   });
-  const searches = new SearchService({ store, volumes, pool, hasPacs: context.pacs !== undefined });
+  const showSourceNames = context.options.showSourceNames ?? false;
+  const searches = new SearchService({ store, volumes, pool, hasPacs: context.pacs !== undefined, showSourceNames });
   /** Uploads hold a temp file of up to maxUploadBytes each until read. */
   const uploadLimiter = new Limiter('upload', 2, 4);
   const startedAt = Date.now();
@@ -346,12 +350,12 @@ export async function buildApp(context: AppContext): Promise<FastifyInstance> {
       const { offset, limit } = request.query;
       const filter = filterOf(request.query);
       const all = store.listVolumes(filter);
-      return { total: all.length, offset, limit, volumes: all.slice(offset, offset + limit).map(publicVolume) };
+      return { total: all.length, offset, limit, volumes: all.slice(offset, offset + limit).map((r) => publicVolume(r, showSourceNames)) };
     },
   );
 
   app.get<{ Params: { volumeId: string } }>('/api/volumes/:volumeId', { schema: routeSchemas.getVolume }, async (request) =>
-    publicVolume(volumes.record(request.params.volumeId)),
+    publicVolume(volumes.record(request.params.volumeId), showSourceNames),
   );
 
   app.get<{ Params: { volumeId: string }; Querystring: ThumbnailRequest }>(

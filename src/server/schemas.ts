@@ -39,10 +39,12 @@ const sliceIndex = { type: 'integer', minimum: 0, maximum: 100_000 } as const;
 const millimetres = { type: 'number', minimum: -100_000, maximum: 100_000 } as const;
 const stringList = (description: string) => ({ type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 }, maxItems: 50, description }) as const;
 
+const sourceNameSchema = { type: 'string', description: "the source's last two path parts; only when the server runs with --show-source-names" } as const;
+
 export const publicVolumeSchema = {
   $id: 'Volume',
   type: 'object',
-  description: 'An indexed volume: pseudonymous id, geometry and labels. No source path, no patient identifiers.',
+  description: 'An indexed volume: pseudonymous id, geometry and labels. No source path (a short source name only with --show-source-names), no patient identifiers.',
   properties: {
     volumeId: { type: 'string' },
     dims: vec3Int,
@@ -56,6 +58,7 @@ export const publicVolumeSchema = {
     labels: labelsSchema,
     embeddedSlices: { type: 'integer', description: 'slices with a vector in the index' },
     addedAt: { type: 'string' },
+    sourceName: sourceNameSchema,
   },
   required: ['volumeId', 'dims', 'spacingMm', 'affineRas', 'zRangeMm', 'modality', 'labels', 'embeddedSlices', 'addedAt'],
 } as const;
@@ -184,6 +187,7 @@ const searchResponseSchema = {
           spacingMm: vec3,
           modality: { type: 'string' },
           viewer: viewerLinkSchema,
+          sourceName: sourceNameSchema,
         },
         required: ['rank', 'volumeId', 'score', 'matchCount', 'labels', 'dims', 'spacingMm', 'modality'],
       },

@@ -7,7 +7,7 @@ import type * as Contract from '../api/contract.js';
 import { ApiError, toApiError } from './errors.js';
 import type { EmbeddedSlices } from './search-job.js';
 import type { SearchPool } from './search-pool.js';
-import type { UploadedVolume, VolumeService } from './volumes.js';
+import { sourceNameOf, type UploadedVolume, type VolumeService } from './volumes.js';
 
 /**
  * The search endpoints' work: a request (validated by its JSON schema) is checked here with the query
@@ -77,6 +77,8 @@ export interface SearchServiceOptions {
   pool: SearchPool;
   /** Whether the server has a PACS to fetch `dicomweb` queries from. */
   hasPacs?: boolean;
+  /** Results carry their source's short name (`--show-source-names`). */
+  showSourceNames?: boolean;
 }
 
 export class SearchService {
@@ -86,6 +88,19 @@ export class SearchService {
    * (`dicomweb`), or an upload received with this request (`upload`, which then takes the place of
    * all), on the search pool. */
   async run(body: SearchBody, received?: UploadedVolume, signal?: AbortSignal): Promise<SearchResponse> {
+    const response = await this.search(body, received, signal);
+    if (this.options.showSourceNames) {
+      // Added here, on the main thread, so the workers' results stay the same with and without the option.
+      for (const result of response.results) {
+        const record = this.options.store.getVolume(result.volumeId);
+        const sourceName = record ? sourceNameOf(record) : undefined;
+        if (sourceName) result.sourceName = sourceName;
+      }
+    }
+    return response;
+  }
+
+  private async search(body: SearchBody, received?: UploadedVolume, signal?: AbortSignal): Promise<SearchResponse> {
     const named = [body.volumeId, body.uploadId, body.dicomweb].filter((v) => v !== undefined).length;
     if (!received && named > 1) {
       throw new ApiError(400, 'BAD_QUERY', 'give one of volumeId (an indexed volume), uploadId (from POST /api/uploads) or dicomweb ({studyInstanceUid, seriesInstanceUid}: a series in the PACS), not several');

@@ -42,7 +42,20 @@ function zRangeOf(geometry: { dims: Vec3; affineRas: number[] }): [number, numbe
   return [sliceZMm(volume, 0), sliceZMm(volume, geometry.dims[2] - 1)];
 }
 
-export function publicVolume(record: VolumeRecord): PublicVolume {
+/**
+ * A name people can read: the last two parts of the source path (`case-17/ct.nii.gz`, a DICOM series'
+ * `patient-dir/series-dir`). Archive folder names often carry patient names or record numbers, so the
+ * server gives it only when started with --show-source-names; PACS volumes never get one (their path
+ * holds the study UIDs, and they carry a viewer link instead).
+ */
+export function sourceNameOf(record: Pick<VolumeRecord, 'sourcePath'>): string | undefined {
+  if (/^dicomweb\+/i.test(record.sourcePath)) return undefined;
+  const parts = record.sourcePath.split(/[\\/]/).filter(Boolean);
+  return parts.length > 0 ? parts.slice(-2).join('/') : undefined;
+}
+
+export function publicVolume(record: VolumeRecord, showSourceName = false): PublicVolume {
+  const sourceName = showSourceName ? sourceNameOf(record) : undefined;
   const year = record.studyDate && /^\d{4}/.test(record.studyDate) ? Number(record.studyDate.slice(0, 4)) : undefined;
   return {
     volumeId: record.volumeId,
@@ -57,6 +70,7 @@ export function publicVolume(record: VolumeRecord): PublicVolume {
     labels: { ...record.labels },
     embeddedSlices: record.sliceCount,
     addedAt: record.addedAt,
+    ...(sourceName ? { sourceName } : {}),
   };
 }
 

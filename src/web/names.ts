@@ -16,15 +16,18 @@ interface Describable {
   modality: string;
   dims: [number, number, number];
   bodyPart?: string;
+  /** Only when the server shows source names (`--show-source-names`). */
+  sourceName?: string;
 }
 
 export function describeVolume(volume: Describable): { name: string; detail: string } {
   const labels = volume.labels;
   const key = NAME_KEYS.find((k) => labels[k] !== undefined && String(labels[k]).trim() !== '');
   const kind = [volume.modality !== 'unknown' ? volume.modality : 'scan', volume.bodyPart?.toLowerCase()].filter(Boolean).join(' ');
-  const name = key ? String(labels[key]) : `${kind}, ${volume.dims[2]} slices`;
+  // A label that names the scan first, then the source's file name, then what it is.
+  const name = key ? String(labels[key]) : (volume.sourceName ?? `${kind}, ${volume.dims[2]} slices`);
   const details = DETAIL_KEYS.filter((k) => labels[k] !== undefined).map((k) => `${k.replace(/_/g, ' ')} ${labels[k]}`);
-  const detail = [...(key ? [kind, `${volume.dims[2]} slices`] : []), ...details].join(' · ');
+  const detail = [...(key && volume.sourceName ? [volume.sourceName] : []), ...(key || volume.sourceName ? [kind, `${volume.dims[2]} slices`] : []), ...details].join(' · ');
   return { name, detail: detail || kind };
 }
 
