@@ -129,6 +129,15 @@ describe('maxSimilarityPerSegment (late interaction)', () => {
     }
   });
 
+  test('more candidates than one grouped run takes (35 large, some small between): same as the TS kernel', async () => {
+    const queries = randomUnitRows(6, DIM, 31);
+    const segments = Array.from({ length: 38 }, (_, i) => randomUnitRows(i % 12 === 5 ? 7 : 256 + (i % 3), DIM, 100 + i));
+    const onnx = await maxSimilarityPerSegment(queries, DIM, segments);
+    const ts = await maxSimilarityPerSegment(queries, DIM, segments, { backend: 'typescript' });
+    assert.deepEqual(onnx.argmaxRow, ts.argmaxRow);
+    for (let i = 0; i < ts.maxSimilarity.length; i++) assert.ok(Math.abs(onnx.maxSimilarity[i] - ts.maxSimilarity[i]) < 1e-5, `entry ${i}`);
+  });
+
   test('a small score budget splits the work without changing the result', async () => {
     const queries = randomUnitRows(4, DIM, 8);
     const segments = [randomUnitRows(700, DIM, 9), randomUnitRows(30, DIM, 10)];

@@ -51,3 +51,33 @@ export function similarityModel(): Uint8Array {
     output: [{ name: 'similarities', dims: ['q', 'n'] }],
   });
 }
+
+/** Candidates one maxSimModel run takes: per-run overhead is paid once for them all. */
+export const MAXSIM_GROUP = 16;
+
+/**
+ * MaxSim of Q against MAXSIM_GROUP candidates in one run: for each candidate Xi, Gemm(Q, Xi, transB=1)
+ * then ReduceMax and ArgMax (first index on ties) along its rows, so neither the similarity matrices nor
+ * a JS pass over them leave the runtime. Inputs: Q [q, d], X0 … X15 [ni, d]. Outputs: M0 … M15 [q]
+ * (float), A0 … A15 [q] (int64).
+ */
+export function maxSimModel(): Uint8Array {
+  const g = new OnnxGraphBuilder();
+  g.reserve('Q');
+  for (let i = 0; i < MAXSIM_GROUP; i++) g.reserve(`X${i}`);
+  for (let i = 0; i < MAXSIM_GROUP; i++) {
+    const scores = g.node('Gemm', ['Q', `X${i}`], `S${i}`, { transB: 1 });
+    g.namedNode({ opType: 'ReduceMax', inputs: [scores], outputs: [`M${i}`], attributes: { axes: [1], keepdims: 0 } });
+    g.namedNode({ opType: 'ArgMax', inputs: [scores], outputs: [`A${i}`], attributes: { axis: 1, keepdims: 0, select_last_index: 0 } });
+  }
+  return g.toModelBytes({
+    graphName: 'mir3d_maxsim',
+    producerName: 'mir3d-compute',
+    docString: 'Per candidate: max and argmax over its rows of the inner products with every query row.',
+    input: [{ name: 'Q', dims: ['q', 'd'] }, ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `X${i}`, dims: [`n${i}`, 'd'] }))],
+    output: [
+      ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `M${i}`, dims: ['q'] })),
+      ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `A${i}`, dims: ['q'], type: 'int64' as const })),
+    ],
+  });
+}

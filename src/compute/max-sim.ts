@@ -13,6 +13,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';
+import { MAXSIM_GROUP } from './graphs.js';
 import { computeSessions, type ComputeOptions } from './runtime.js';
 import { typescriptSimilarity, type SimilarityKernel } from './similarity-ts.js';
 
@@ -100,7 +101,33 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
   const queriesPerRun = Math.min(queryCount, 1024);
   const maxRunRows = Math.max(PACK_BELOW_ROWS, Math.floor(maxScoreBytes / (4 * queriesPerRun)));
 
-  for (const run of planRuns(segments, dim, maxRunRows)) {
+  const runs = planRuns(segments, dim, maxRunRows);
+  // Candidates that are one run each (the usual case: one volume's slices) go MAXSIM_GROUP at a time
+  // through the graph that also takes the max and argmax; packed runs keep one Gemm and a JS segment max.
+  const single = runs.filter((run) => run.segments.length === 1);
+  for (let g0 = 0; g0 < single.length; g0 += MAXSIM_GROUP) {
+    const group = single.slice(g0, g0 + MAXSIM_GROUP);
+    const feeds: Record<string, ort.Tensor> = {};
+    group.forEach((run, i) => (feeds[`X${i}`] = new ort.Tensor('float32', run.view!, [run.rows, dim])));
+    // Unused inputs get one zero row: its scores are computed and never read.
+    for (let i = group.length; i < MAXSIM_GROUP; i++) feeds[`X${i}`] = new ort.Tensor('float32', new Float32Array(dim), [1, dim]);
+    for (let q0 = 0; q0 < queryCount; q0 += queriesPerRun) {
+      const qn = Math.min(queriesPerRun, queryCount - q0);
+      feeds.Q = new ort.Tensor('float32', queries.subarray(q0 * dim, (q0 + qn) * dim), [qn, dim]);
+      const out = await sessions.maxSim.run(feeds);
+      group.forEach((run, i) => {
+        const best = out[`M${i}`].data as Float32Array;
+        const arg = out[`A${i}`].data as BigInt64Array;
+        const s = run.segments[0];
+        for (let q = 0; q < qn; q++) {
+          result.maxSimilarity[(q0 + q) * segments.length + s] = best[q];
+          result.argmaxRow[(q0 + q) * segments.length + s] = Number(arg[q]);
+        }
+      });
+    }
+  }
+  for (const run of runs) {
+    if (run.segments.length === 1) continue;
     const matrix = run.view ?? pack(segments, run, dim);
     const x = new ort.Tensor('float32', matrix, [run.rows, dim]);
     for (let q0 = 0; q0 < queryCount; q0 += queriesPerRun) {

@@ -3,7 +3,7 @@
  * then shared by every store and every search (a session is safe to run concurrently).
  */
 import type * as ort from 'onnxruntime-node';
-import { similarityModel, topKModel } from './graphs.js';
+import { maxSimModel, similarityModel, topKModel } from './graphs.js';
 import { createSession, resolveThreads, type ExecutionProvider, type SessionOptions } from './session.js';
 
 /** Provider choice and threads of the kernels; the same options every session of the project takes. */
@@ -16,6 +16,8 @@ export interface ComputeSessions {
   readonly threads: number;
   readonly topK: ort.InferenceSession;
   readonly similarity: ort.InferenceSession;
+  /** Max and argmax per candidate, MAXSIM_GROUP candidates a run (graphs.ts maxSimModel). */
+  readonly maxSim: ort.InferenceSession;
 }
 
 const cache = new Map<string, Promise<ComputeSessions>>();
@@ -39,5 +41,6 @@ async function createSessions(options: { provider: NonNullable<SessionOptions['p
   const topK = await createSession(topKModel(), options);
   // The second graph runs wherever the first one did, so the pair never straddles two providers.
   const similarity = await createSession(similarityModel(), { ...options, provider: topK.provider });
-  return { provider: topK.provider, providerNote: topK.providerNote, threads: options.threads, topK: topK.session, similarity: similarity.session };
+  const maxSim = await createSession(maxSimModel(), { ...options, provider: topK.provider });
+  return { provider: topK.provider, providerNote: topK.providerNote, threads: options.threads, topK: topK.session, similarity: similarity.session, maxSim: maxSim.session };
 }
