@@ -156,6 +156,26 @@ describe('mir3d search --text', () => {
     // The image query of uniform volumes finds the other volume of its tissue first.
     assert.equal(report.precision.image.pAtK['1'].mean, 1);
     const { readFileSync } = await import('node:fs');
-    assert.match(readFileSync(join(out, 'text-report.md'), 'utf8'), /random retrieval \(exact, per query pool\)[\s\S]*## Reading/);
+    assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /random retrieval \(exact, per query pool\)[\s\S]*## Reading/);
+  });
+
+  test('mir3d eval <labels.csv> --captions: files that all fail to index, or no captions, are one-line errors, not zeros', () => {
+    // Files named like images whose bytes are not: every one fails to index.
+    const broken = join(root, 'broken');
+    mkdirSync(broken, { recursive: true });
+    for (const n of [1, 2, 3]) writeFileSync(join(broken, `img${n}.png`), 'not a picture');
+    writeFileSync(join(broken, 'labels.csv'), `path,caption,patient,covid\n${[1, 2, 3].map((n) => `img${n}.png,ground-glass opacity ${n},p${n},${n % 2}`).join('\n')}\n`);
+    const run = runCli(['eval', join(broken, 'labels.csv'), '--captions', 'caption', '--group-by', 'patient', '--encoders', 'baseline', '--out', join(root, 'broken-out'), '--no-progress'], 120_000);
+    assert.equal(run.status, 2, run.stderr + run.stdout);
+    assert.match(run.stderr, /none of the 3 files it lists (could be indexed|is a readable volume)/);
+    assert.equal(run.stderr.trim().split('\n').filter((l) => !/^target: /.test(l)).length, 1, run.stderr);
+    assert.doesNotMatch(run.stdout, /0\.000/);
+    // No --target: the one label with a few values (covid) is taken, and said.
+    assert.match(run.stderr, /^target: covid \(the one label with a few values/m);
+    const noCaptions = join(root, 'eval-empty.csv');
+    writeFileSync(noCaptions, `path,caption,patient,tissue\narchive/soft.nii.gz,,p0,soft\narchive/lung.nii.gz,,p1,lung\n`);
+    const empty = runCli(['eval', noCaptions, '--captions', 'caption', '--target', 'tissue', '--group-by', 'patient', '--encoders', 'baseline', '--out', join(root, 'empty-out'), '--no-progress']);
+    assert.equal(empty.status, 2);
+    assert.match(empty.stderr, /column "caption" holds no caption/);
   });
 });

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { evaluateTextRetrieval, textEvalMarkdown, TEXT_EVAL_LISTS } from '../eval/text-eval.js';
 import { discoverVolumes } from '../ingest/discover.js';
+import { IngestError } from '../ingest/errors.js';
 import { indexVolumes } from '../ingest/indexer.js';
 import { matchLabelsCsv } from '../ingest/labels-csv.js';
 import { openIndex } from '../ingest/open-index.js';
@@ -26,21 +27,27 @@ export interface EvalTextOptions {
 /**
  * `mir3d eval <labels.csv> --captions COLUMN --target COLUMN --group-by COLUMN --out DIR`: indexes the
  * files the CSV lists (its `path` column, relative to the CSV; reused when unchanged), then runs the
- * grouped k-fold text evaluation (src/eval/text-eval.ts) and writes text-report.md and text-results.json.
+ * grouped k-fold text evaluation (src/eval/text-eval.ts) and writes report.md and results.json, as every
+ * eval does. Without --target, the one label column with a few values (2–10) is the target, and it says so.
  */
 export async function runTextEval(csvPath: string, options: EvalTextOptions): Promise<void> {
-  if (!options.target) throw new InvalidArgumentError('--target COLUMN: the label a retrieved image must share with the described one (e.g. covid, cancer_flag)');
   if (!options.groupBy) throw new InvalidArgumentError('--group-by COLUMN: the label that keeps a patient on one side of each fold (e.g. patient)');
   const rows = parseCsv(readFileSync(csvPath, 'utf8'), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
   if (rows.length === 0 || !('path' in rows[0])) throw new InvalidArgumentError(`${csvPath}: needs a "path" column (files relative to the CSV)`);
-  for (const column of [options.captions, options.target, options.groupBy]) {
+  const target = options.target ?? inferTarget(csvPath, rows, [options.captions, options.groupBy]);
+  for (const column of [options.captions, target, options.groupBy]) {
     if (!(column in rows[0])) throw new InvalidArgumentError(`${csvPath}: no column "${column}" (columns: ${Object.keys(rows[0]).join(', ')})`);
   }
+  if (!rows.some((r) => (r[options.captions] ?? '').trim() !== '')) throw new InvalidArgumentError(`${csvPath}: column "${options.captions}" holds no caption`);
   const out = resolve(options.out);
   const encoderName = options.encoder ?? 'mobilenet_v2';
   const db = join(out, `index-${encoderName.replace(/[^\w.-]+/g, '_')}`);
   await mkdir(out, { recursive: true });
   const discovery = await discoverVolumes(rows.map((r) => resolve(dirname(csvPath), r.path)));
+  if (discovery.sources.length === 0) {
+    const first = discovery.problems[0];
+    throw new IngestError('NOTHING_TO_INDEX', `${displayPath(csvPath)}: none of the ${rows.length} files it lists is a readable volume or image${first ? ` (first: ${displayPath(first.path)}: ${first.reason})` : ''}`);
+  }
   const index = await openIndex(db, { spec: { encoder: encoderName }, onStatus: (m) => process.stderr.write(`${m}\n`) });
   const { store } = index;
   const encoder = await index.encoder();
@@ -48,25 +55,34 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
     const bar = startProgress('indexing', discovery.sources.length, 'volumes', options.progress);
     const summary = await indexVolumes(discovery.sources, { store, encoder, labelsFor: matchLabelsCsv(csvPath, [], discovery.sources).labelsFor, onProgress: (p) => bar.update(p.volumesDone) });
     bar.stop();
+    const indexed = summary.outcomes.flatMap((o) => (o.status === 'failed' ? [] : [o.volumeId]));
+    // Scores over nothing would print as zeros: an eval with no volume is an error, not a result.
+    if (indexed.length === 0) {
+      const failed = summary.outcomes.find((o) => o.status === 'failed');
+      throw new IngestError('NOTHING_TO_INDEX', `${displayPath(csvPath)}: none of the ${discovery.sources.length} files it lists could be indexed${failed && failed.status === 'failed' ? ` (first: ${displayPath(failed.source.path)}: ${failed.reason})` : ''}`);
+    }
     if (summary.failed > 0) process.stderr.write(`${summary.failed} file(s) could not be indexed and are left out\n`);
     const folds = options.folds ?? 5;
     const progress = startProgress('text eval', folds, 'folds', options.progress);
     const report = await evaluateTextRetrieval(store, {
       captionColumn: options.captions,
-      targetColumn: options.target,
+      targetColumn: target,
       groupBy: options.groupBy,
       folds,
+      volumeIds: indexed,
       ...(options.steps ? { steps: options.steps } : {}),
       onFold: (fold, _total, detail) => progress.update(fold - 1, detail),
     });
     progress.update(folds);
     progress.stop();
-    const command = `mir3d eval ${displayPath(csvPath)} --captions ${options.captions} --target ${options.target} --group-by ${options.groupBy} --folds ${folds} --encoders ${encoderName} --out ${displayPath(out)}`;
-    const markdown = textEvalMarkdown(report, { dataset: displayPath(csvPath), encoder: encoderName, target: options.target, groupBy: options.groupBy, command });
-    await writeFile(join(out, 'text-report.md'), markdown);
-    await writeFile(join(out, 'text-results.json'), `${JSON.stringify({ encoder: encoderName, encoderId: store.encoderId, ...report }, null, 2)}\n`);
+    if (report.queries === 0) throw new IngestError('BAD_LABELS', `${displayPath(csvPath)}: no indexed volume carries a caption in "${options.captions}" and a "${options.groupBy}" group: nothing to query with`);
+    const command = `mir3d eval ${displayPath(csvPath)} --captions ${options.captions} --target ${target} --group-by ${options.groupBy} --folds ${folds} --encoders ${encoderName} --out ${displayPath(out)}`;
+    const markdown = textEvalMarkdown(report, { dataset: displayPath(csvPath), encoder: encoderName, target: target, groupBy: options.groupBy, command });
+    const files = { markdown: join(out, 'report.md'), json: join(out, 'results.json') };
+    await writeFile(files.markdown, markdown);
+    await writeFile(files.json, `${JSON.stringify({ kind: 'text', command, dataset: displayPath(csvPath), encoder: encoderName, encoderId: store.encoderId, target, groupBy: options.groupBy, captionColumn: options.captions, ...report }, null, 2)}\n`);
     if (options.json) {
-      process.stdout.write(`${JSON.stringify({ report: join(out, 'text-report.md'), results: join(out, 'text-results.json'), ...report }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ report: files.markdown, results: files.json, ...report }, null, 2)}\n`);
       return;
     }
     const f = (m: { mean: number; standardError: number }): string => `${m.mean.toFixed(3)} ± ${m.standardError.toFixed(3)}`;
@@ -77,10 +93,24 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
         ['random', ...report.ks.map((k) => report.randomPrecision.pAtK[`${k}`].toFixed(3)), report.randomPrecision.ap10.toFixed(3)],
       ],
     );
-    process.stdout.write(`${report.queries} caption queries, ${folds} folds by ${options.groupBy}, ${options.target} precision:\n\n${table}\n\n`);
+    process.stdout.write(`${report.queries} caption queries, ${folds} folds by ${options.groupBy}, ${target} precision:\n\n${table}\n\n`);
     process.stdout.write(`recall of the described image: ${report.ks.map((k) => `@${k} ${f(report.recall.text[`${k}`])} (random ${report.recall.random[`${k}`].toFixed(4)})`).join(', ')}\n`);
-    process.stdout.write(`${markdown.split('## Reading\n\n')[1] ?? ''}\nreport: ${displayPath(join(out, 'text-report.md'))}\n`);
+    process.stdout.write(`${markdown.split('## Reading\n\n')[1] ?? ''}\nreport: ${displayPath(files.markdown)}; numbers: ${displayPath(files.json)}\n`);
   } finally {
     await index.close();
   }
+}
+
+/** The target when none is named: the one label column (not path, caption or group) with 2–10 values. */
+function inferTarget(csvPath: string, rows: Record<string, string>[], taken: string[]): string {
+  const columns = Object.keys(rows[0]).filter((c) => c !== 'path' && c !== 'name' && !taken.includes(c));
+  const few = columns.filter((c) => {
+    const values = new Set(rows.map((r) => (r[c] ?? '').trim()).filter(Boolean));
+    return values.size >= 2 && values.size <= 10;
+  });
+  if (few.length !== 1) {
+    throw new InvalidArgumentError(`--target COLUMN: the label a retrieved image must share with the described one${few.length ? ` (${displayPath(csvPath)} has several candidates: ${few.join(', ')})` : ` (columns of ${displayPath(csvPath)}: ${columns.join(', ')})`}`);
+  }
+  process.stderr.write(`target: ${few[0]} (the one label with a few values; --target COLUMN to choose another)\n`);
+  return few[0];
 }

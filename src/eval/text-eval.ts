@@ -32,6 +32,11 @@ export interface TextEvalOptions {
   seed?: number;
   steps?: number;
   onFold?: (fold: number, folds: number, detail: string) => void;
+  /** Only these volumes (the ones a labels file lists); default every volume of the store. */
+  volumeIds?: readonly string[];
+  /** A fixed split instead of k folds (3D-MIR's protocol, devbench): the text space learns from the
+   * database's captions only, the queries' captions are the queries, and only the database is searched. */
+  split?: { database: readonly string[]; queries: readonly string[] };
 }
 
 export interface MeanWithError {
@@ -40,6 +45,8 @@ export interface MeanWithError {
 }
 
 export interface TextEvalReport {
+  /** 'folds': grouped k-fold; 'split': a fixed database/query split. */
+  protocol: 'folds' | 'split';
   queries: number;
   folds: number;
   groups: number;
@@ -66,8 +73,9 @@ interface Query {
 export async function evaluateTextRetrieval(store: Store, options: TextEvalOptions): Promise<TextEvalReport> {
   const ks = [...(options.ks ?? [1, 5, 10])];
   const depth = Math.max(10, ...ks);
-  const folds = options.folds ?? 5;
-  const volumes = store.listVolumes();
+  const folds = options.split ? 1 : (options.folds ?? 5);
+  const only = options.volumeIds ? new Set(options.volumeIds) : undefined;
+  const volumes = store.listVolumes().filter((v) => !only || only.has(v.volumeId));
   const groupOf = (v: VolumeRecord): string => String(v.labels[options.groupBy] ?? v.volumeId);
   const targetOf = (v: VolumeRecord): string => String(v.labels[options.targetColumn] ?? '');
   const groups = [...new Set(volumes.map(groupOf))].sort();
@@ -80,8 +88,13 @@ export async function evaluateTextRetrieval(store: Store, options: TextEvalOptio
   const queryTargets: Record<string, number> = {};
 
   for (let fold = 0; fold < folds; fold++) {
-    const training = volumes.filter((v) => foldOf.get(groupOf(v)) !== fold).map((v) => v.volumeId);
-    const testing = volumes.filter((v) => foldOf.get(groupOf(v)) === fold);
+    const database = options.split ? new Set(options.split.database) : undefined;
+    const queryIds = options.split ? new Set(options.split.queries) : undefined;
+    const training = volumes.filter((v) => (database ? database.has(v.volumeId) : foldOf.get(groupOf(v)) !== fold)).map((v) => v.volumeId);
+    const testing = volumes.filter((v) => (queryIds ? queryIds.has(v.volumeId) : foldOf.get(groupOf(v)) === fold));
+    // k folds search every other group; a fixed split searches its database only.
+    const searched = database ? volumes.filter((v) => database.has(v.volumeId)) : volumes;
+    const scope = database ? { filter: { includeVolumeIds: [...database] } } : only ? { filter: { includeVolumeIds: [...only] } } : {};
     const queries = queriesOf(testing, options, groupOf, targetOf);
     if (queries.length === 0) continue;
     options.onFold?.(fold + 1, folds, `learning the text space from ${training.length} volumes`);
@@ -100,9 +113,9 @@ export async function evaluateTextRetrieval(store: Store, options: TextEvalOptio
     for (const query of queries) {
       queryTargets[query.target] = (queryTargets[query.target] ?? 0) + 1;
       const sameGroup = volumes.filter((v) => groupOf(v) === query.group).map((v) => v.volumeId);
-      const pool = volumes.filter((v) => groupOf(v) !== query.group);
+      const pool = searched.filter((v) => groupOf(v) !== query.group);
       const relevantInPool = pool.filter((v) => targetOf(v) === query.target).length;
-      const options_ = { method: 'slice-count' as const, top: depth, candidates: depth, excludeVolumeIds: sameGroup };
+      const options_ = { method: 'slice-count' as const, top: depth, candidates: depth, excludeVolumeIds: sameGroup, ...scope };
       const text = (await searchByText(store, encoder, query.text, options_)).results;
       const controlList = await search(store, { vectors: control, dim: store.dim, sliceIndices: [0] }, options_);
       const imageVectors = store.getVectors([query.described[0]]).get(query.described[0]);
@@ -122,7 +135,7 @@ export async function evaluateTextRetrieval(store: Store, options: TextEvalOptio
       for (const k of ks) random.p[k].push(randomPrecisionAtK(pool.length, relevantInPool, k));
       random.ap.push(randomAveragePrecision(pool.length, relevantInPool, 10));
       // recall@k of the described volume(s): the whole archive, nothing excluded.
-      const all = { method: 'slice-count' as const, top: depth, candidates: depth };
+      const all = { method: 'slice-count' as const, top: depth, candidates: depth, ...(only ? { filter: { includeVolumeIds: [...only] } } : {}) };
       const described = new Set(query.described);
       const textAll = (await searchByText(store, encoder, query.text, all)).results.map((r) => described.has(r.volumeId));
       const controlAll = (await search(store, { vectors: control, dim: store.dim, sliceIndices: [0] }, all)).map((r) => described.has(r.volumeId));
@@ -141,6 +154,7 @@ export async function evaluateTextRetrieval(store: Store, options: TextEvalOptio
   };
   const plain = (values: number[]): number => summary(values).mean;
   return {
+    protocol: options.split ? 'split' : 'folds',
     queries: random.ap.length,
     folds,
     groups: groups.length,
@@ -188,8 +202,10 @@ export function textEvalMarkdown(report: TextEvalReport, context: { dataset: str
     '',
     `\`${context.command}\``,
     '',
-    `Encoder ${context.encoder}; ${report.queries} caption queries from ${report.groups} ${context.groupBy} groups, ${report.folds} folds by ${context.groupBy}: ` +
-      `each fold's text space learned only from the other folds' captions; the query's own ${context.groupBy} is excluded from the searched pool (${report.volumes} volumes in all).`,
+    report.protocol === 'split'
+      ? `Encoder ${context.encoder}; ${report.queries} caption queries (the query split), ${report.volumes} volumes in all: the text space learned only from the database split's captions, and only the database is searched.`
+      : `Encoder ${context.encoder}; ${report.queries} caption queries from ${report.groups} ${context.groupBy} groups, ${report.folds} folds by ${context.groupBy}: ` +
+        `each fold's text space learned only from the other folds' captions; the query's own ${context.groupBy} is excluded from the searched pool (${report.volumes} volumes in all).`,
     '',
     `| list | ${report.ks.map((k) => `${context.target} P@${k}`).join(' | ')} | AP@10 |`,
     `|---|${report.ks.map(() => '---:').join('|')}|---:|`,
