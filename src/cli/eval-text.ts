@@ -1,14 +1,19 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { evaluateTextRetrieval, textEvalMarkdown, TEXT_EVAL_LISTS } from '../eval/text-eval.js';
+import { evaluateTextRetrieval, textEvalMarkdown, TEXT_EVAL_LISTS, type TextEvalReport } from '../eval/text-eval.js';
+import { evaluateTextOnTask } from '../eval/text-task.js';
+import { hasThreeDMirFiles } from '../labels/threedmir-csv.js';
+import { buildDevBenchmark, DEVBENCH_TASK_FOLDER, type DevBenchManifest } from '../synth/devbench.js';
 import { discoverVolumes } from '../ingest/discover.js';
 import { IngestError } from '../ingest/errors.js';
+import { displayImageSpec, readEncoderSpec, type EncoderSpec } from '../ingest/encoder-spec.js';
+import { keyImageGivesDisplay } from '../io/key-image.js';
 import { indexVolumes } from '../ingest/indexer.js';
 import { matchLabelsCsv } from '../ingest/labels-csv.js';
 import { openIndex } from '../ingest/open-index.js';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { displayPath, formatTable } from './format.js';
 import { startProgress } from './progress.js';
 
@@ -48,7 +53,9 @@ export async function runTextEval(csvPath: string, options: EvalTextOptions): Pr
     const first = discovery.problems[0];
     throw new IngestError('NOTHING_TO_INDEX', `${displayPath(csvPath)}: none of the ${rows.length} files it lists is a readable volume or image${first ? ` (first: ${displayPath(first.path)}: ${first.reason})` : ''}`);
   }
-  const index = await openIndex(db, { spec: { encoder: encoderName }, onStatus: (m) => process.stderr.write(`${m}\n`) });
+  // 8-bit key images of unknown window (COVID-CT's figures) are embedded as grey levels, as mir3d index does.
+  const spec: EncoderSpec = readEncoderSpec(db) ?? ((await keyImageGivesDisplay(discovery.sources[0].path)) ? displayImageSpec({ encoder: encoderName }) : { encoder: encoderName });
+  const index = await openIndex(db, { spec, onStatus: (m) => process.stderr.write(`${m}\n`) });
   const { store } = index;
   const encoder = await index.encoder();
   try {
@@ -113,4 +120,115 @@ function inferTarget(csvPath: string, rows: Record<string, string>[], taken: str
   }
   process.stderr.write(`target: ${few[0]} (the one label with a few values; --target COLUMN to choose another)\n`);
   return few[0];
+}
+
+export interface TaskTextEvalOptions {
+  out: string;
+  /** CaptionV1, CaptionV2 or CaptionV3. */
+  captions: string;
+  labelsDir?: string;
+  organ: string;
+  sharedData?: string;
+  profile: string;
+  encoder: string;
+  steps?: number;
+  json?: boolean;
+}
+
+const TEXT_TARGETS = ['cancer_flag', 'lesion_group'] as const;
+
+/**
+ * `mir3d eval devbench|<Decathlon root> --captions CaptionV1 --out DIR`: text-to-image search on 3D-MIR's
+ * protocol (database and query splits; the text space learns from the database's captions only), per
+ * organ, with flag and group P@k beside their exact random levels. Organs whose images are absent are
+ * skipped, saying why.
+ */
+export async function runTaskTextEval(dataset: string, options: TaskTextEvalOptions): Promise<void> {
+  const version = /^CaptionV([1-9])$/.exec(options.captions);
+  if (!version) throw new InvalidArgumentError(`--captions: on ${dataset}, one of 3D-MIR's caption versions CaptionV1, CaptionV2, CaptionV3`);
+  const out = resolve(options.out);
+  await mkdir(out, { recursive: true });
+  const tasks: Array<{ organ: string; taskDir: string; csvDir: string; patientOf?: (name: string) => string } | { organ: string; skipped: string }> = [];
+  if (dataset === 'devbench') {
+    const shared = resolve(options.sharedData ?? process.env.MIR3D_SHARED_DATA ?? '../shared/data');
+    if (!existsSync(shared)) throw new InvalidArgumentError(`devbench: no shared CT folder at ${displayPath(shared)} (--shared-data DIR)`);
+    const benchDir = join(out, 'devbench');
+    const manifestPath = join(benchDir, 'manifest.json');
+    const manifest: DevBenchManifest = existsSync(manifestPath)
+      ? (JSON.parse(readFileSync(manifestPath, 'utf8')) as DevBenchManifest)
+      : await buildDevBenchmark(shared, benchDir, { profile: options.profile === 'small' ? 'small' : 'full', overwrite: true, onProgress: (m) => process.stderr.write(`devbench: ${m}\n`) });
+    // Variants of one real scan are one patient: never on both sides of a query.
+    const sourceOf = new Map(manifest.cases.map((c) => [c.name, c.source]));
+    tasks.push({ organ: 'liver', taskDir: join(benchDir, DEVBENCH_TASK_FOLDER), csvDir: join(benchDir, '3dmir'), patientOf: (name) => sourceOf.get(name) ?? name });
+  } else {
+    if (!options.labelsDir) throw new InvalidArgumentError(`--labels-dir DIR: 3D-MIR's CSV folder (labels, captions and splits), e.g. ../shared/data/3dmir`);
+    const organs = options.organ === 'all' ? ['liver', 'colon', 'pancreas', 'lung'] : [options.organ];
+    const folders = existsSync(dataset) ? readdirSync(dataset, { withFileTypes: true }).filter((e) => e.isDirectory()) : [];
+    for (const organ of organs) {
+      if (!hasThreeDMirFiles(options.labelsDir, organ)) {
+        tasks.push({ organ, skipped: `${organ}: no 3D-MIR files for it in ${displayPath(options.labelsDir)}` });
+        continue;
+      }
+      const folder = existsSync(join(dataset, 'imagesTr')) ? dataset : folders.find((e) => new RegExp(`^Task\\d+_${organ}$`, 'i').test(e.name)) ? join(dataset, folders.find((e) => new RegExp(`^Task\\d+_${organ}$`, 'i').test(e.name))!.name) : undefined;
+      if (!folder) tasks.push({ organ, skipped: `${organ}: no Decathlon task folder (Task…_${organ[0].toUpperCase()}${organ.slice(1)}) in ${displayPath(dataset)}; the images are the Decathlon's and are not part of the 3D-MIR files` });
+      else tasks.push({ organ, taskDir: folder, csvDir: options.labelsDir });
+    }
+  }
+  const sections: string[] = [`# Text-to-image retrieval on the 3D-MIR protocol: ${dataset}, ${options.captions}`, ''];
+  const results: Record<string, unknown> = {};
+  for (const task of tasks) {
+    if ('skipped' in task) {
+      process.stderr.write(`skipped ${task.skipped}\n`);
+      sections.push(`- skipped ${task.skipped}`, '');
+      results[task.organ] = { status: 'skipped', reason: task.skipped };
+      continue;
+    }
+    const db = join(out, `index-text-${task.organ}-${options.encoder.replace(/[^\w.-]+/g, '_')}`);
+    const index = await openIndex(db, { spec: { encoder: options.encoder }, onStatus: (m) => process.stderr.write(`${m}\n`) });
+    try {
+      const outcome = await evaluateTextOnTask({
+        taskDir: task.taskDir,
+        csvDir: task.csvDir,
+        organ: task.organ,
+        captionVersion: Number(version[1]),
+        targets: TEXT_TARGETS,
+        ...(task.patientOf ? { patientOf: task.patientOf } : {}),
+        store: index.store,
+        encoder: await index.encoder(),
+        ...(options.steps ? { steps: options.steps } : {}),
+        onStatus: (line) => process.stderr.write(`${line}\n`),
+      });
+      results[task.organ] = outcome;
+      if (outcome.status === 'skipped') {
+        process.stderr.write(`skipped ${outcome.reason}\n`);
+        sections.push(`- skipped ${outcome.reason}`, '');
+        continue;
+      }
+      for (const target of TEXT_TARGETS) {
+        const report = outcome.reports[target];
+        const command = `mir3d eval ${dataset}${options.labelsDir ? ` --labels-dir ${displayPath(options.labelsDir)}` : ''} --captions ${options.captions} --encoders ${options.encoder} --out ${displayPath(out)}`;
+        const markdown = textEvalMarkdown(report, { dataset: `${task.organ} (${outcome.database} database, ${outcome.queries} queries)`, encoder: options.encoder, target, groupBy: 'patient', command });
+        sections.push(markdown.replace(/^# /, `## ${target}: `).replace(/\n## Reading/, '\n### Reading'));
+        if (!options.json) process.stdout.write(`${task.organ}, ${target}: ${report.queries} caption queries against ${outcome.database} database volumes\n\n${headlineTable(report)}\n\n`);
+      }
+    } finally {
+      await index.close();
+    }
+  }
+  const files = { markdown: join(out, 'report.md'), json: join(out, 'results.json') };
+  await writeFile(files.markdown, `${sections.join('\n')}\n`);
+  await writeFile(files.json, `${JSON.stringify({ kind: 'text-3dmir', dataset, captions: options.captions, encoder: options.encoder, organs: results }, null, 2)}\n`);
+  if (options.json) process.stdout.write(`${JSON.stringify({ report: files.markdown, results: files.json, organs: results }, null, 2)}\n`);
+  else process.stdout.write(`report: ${displayPath(files.markdown)}; numbers: ${displayPath(files.json)}\n`);
+}
+
+function headlineTable(report: TextEvalReport): string {
+  const f = (m: { mean: number; standardError: number }): string => `${m.mean.toFixed(3)} ± ${m.standardError.toFixed(3)}`;
+  return formatTable(
+    ['list', ...report.ks.map((k) => `P@${k}`), 'AP@10'],
+    [
+      ...TEXT_EVAL_LISTS.map((l) => [l, ...report.ks.map((k) => f(report.precision[l].pAtK[`${k}`])), f(report.precision[l].ap10)]),
+      ['random', ...report.ks.map((k) => report.randomPrecision.pAtK[`${k}`].toFixed(3)), report.randomPrecision.ap10.toFixed(3)],
+    ],
+  );
 }

@@ -7,7 +7,7 @@ import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type Eval
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
 import { nonNegativeInteger, positiveInteger } from './options.js';
 import { runCvEval } from './eval-cv.js';
-import { runTextEval } from './eval-text.js';
+import { runTaskTextEval, runTextEval } from './eval-text.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
 
@@ -174,7 +174,7 @@ export function registerEval(program: Command): void {
     .option('--first-stage <m>', 'first stage of rerank (default slice-count)')
     .option('--localization-depth <n>', 'results per region query whose localization is scored (default 5)', positiveInteger('--localization-depth'))
     .option('--examples <n>', 'example queries with pictures per task (0: none)', nonNegativeInteger('--examples'), 3)
-    .option('--captions <column>', '<labels.csv>: evaluate text-to-image search with this caption column (grouped k-fold; needs --target and --group-by)')
+    .option('--captions <column>', '<labels.csv>: evaluate text-to-image search with this caption column (grouped k-fold; --group-by); devbench or a Decathlon root with --labels-dir: CaptionV1|V2|V3 on 3D-MIR\'s splits')
     .option('--target <column>', '<labels.csv>: the label a retrieved image must share with the query (several: a,b)')
     .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
     .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
@@ -193,6 +193,21 @@ export function registerEval(program: Command): void {
         } else {
           await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, head: options.head, encoder, progress: options.progress, json: options.json });
         }
+        return;
+      }
+      if (options.captions !== undefined) {
+        // Text-to-image on 3D-MIR's protocol: devbench, or a Decathlon root with --labels-dir.
+        const encoders = list(options.encoders);
+        await runTaskTextEval(dataset, {
+          out: options.out,
+          captions: options.captions,
+          organ: options.organ,
+          profile: options.profile,
+          encoder: encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0],
+          ...(options.labelsDir ? { labelsDir: options.labelsDir } : {}),
+          ...(options.sharedData ? { sharedData: options.sharedData } : {}),
+          ...(options.json ? { json: true } : {}),
+        });
         return;
       }
       const methods = options.methods === 'all' ? [...DEFAULT_EVAL_METHODS] : list(options.methods);
