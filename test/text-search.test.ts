@@ -178,4 +178,35 @@ describe('mir3d search --text', () => {
     assert.equal(empty.status, 2);
     assert.match(empty.stderr, /column "caption" holds no caption/);
   });
+
+  test("mir3d eval <Decathlon root> --labels-dir --captions CaptionV1: 3D-MIR's splits, flag and group P@k beside their random levels; organs without images skipped with the reason", async () => {
+    const { buildPhantomBenchmark } = await import('../src/synth/phantom-bench.js');
+    const bench = join(root, 'phantom-bench');
+    const manifest = await buildPhantomBenchmark(bench, { count: 12, matrix: 48 });
+    const out = join(root, 'task-text-out');
+    const run = runCli(['eval', bench, '--labels-dir', manifest.csvDir, '--captions', 'CaptionV1', '--encoders', 'baseline', '--out', out, '--no-progress', '--json'], 300_000);
+    assert.equal(run.status, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { organs: Record<string, { status: string; reason?: string; database?: number; queries?: number; reports?: Record<string, import('../src/eval/text-eval.js').TextEvalReport> }> };
+    const liver = result.organs.liver;
+    assert.equal(liver.status, 'done', JSON.stringify(liver));
+    const queries = manifest.cases.filter((c) => c.split === 'test').length;
+    assert.equal(liver.queries, queries);
+    assert.equal(liver.database, manifest.cases.length - queries);
+    for (const target of ['cancer_flag', 'lesion_group']) {
+      const report = liver.reports![target];
+      assert.equal(report.protocol, 'split');
+      assert.equal(report.queries, queries, 'one caption query per query volume');
+      // Random P@1 is the share of the query's label among the database volumes, exactly.
+      const relevantShare = (c: (typeof manifest.cases)[number]): number => {
+        const value = target === 'cancer_flag' ? c.labels.cancerFlag : c.labels.lesionGroup;
+        const db = manifest.cases.filter((d) => d.split === 'train');
+        return db.filter((d) => (target === 'cancer_flag' ? d.labels.cancerFlag : d.labels.lesionGroup) === value).length / db.length;
+      };
+      const expected = manifest.cases.filter((c) => c.split === 'test').reduce((sum, c) => sum + relevantShare(c), 0) / queries;
+      assert.ok(Math.abs(report.randomPrecision.pAtK['1'] - expected) < 1e-9, `${target}: random P@1 ${report.randomPrecision.pAtK['1']} vs ${expected}`);
+    }
+    assert.match(result.organs.colon.reason ?? '', /no 3D-MIR files/);
+    const { readFileSync } = await import('node:fs');
+    assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /## cancer_flag: [\s\S]*random retrieval \(exact, per query pool\)[\s\S]*skipped colon/);
+  });
 });
