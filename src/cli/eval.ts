@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { GROUP_RULES, isTumourOrgan, type GroupRule, type TumourOrgan } from '../labels/tumours.js';
@@ -47,6 +47,7 @@ function groupRule(value: string): GroupRule {
 
 function detectKind(path: string): 'decathlon' | 'totalseg' {
   if (!existsSync(path)) throw new InvalidArgumentError(`${path}: no such folder (give a Decathlon or TotalSegmentator folder, "demo" or "devbench")`);
+  if (!statSync(path).isDirectory()) throw new InvalidArgumentError(`${path}: not a folder (give a Decathlon or TotalSegmentator folder, "demo", "devbench", or a labels .csv)`);
   if (existsSync(join(path, 'dataset.json'))) return 'decathlon';
   const entries = readdirSync(path, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
   if (entries.some((e) => existsSync(join(path, e.name, 'dataset.json')))) return 'decathlon';
@@ -60,6 +61,8 @@ function datasetSpec(dataset: string, options: EvalCommandOptions): EvalDatasetS
   }
   if (dataset === 'devbench') {
     const shared = resolve(options.sharedData ?? process.env.MIR3D_SHARED_DATA ?? '../shared/data');
+    // Checked before anything is built or printed.
+    if (!existsSync(join(shared, 'ircad17'))) throw new InvalidArgumentError(`devbench needs the shared CT data, and ${shared} does not hold it (no ircad17/); give --shared-data DIR or set MIR3D_SHARED_DATA (or try "mir3d eval demo", which runs anywhere)`);
     if (options.profile !== 'full' && options.profile !== 'small') throw new InvalidArgumentError('--profile: full or small');
     return { kind: 'devbench', sharedDataDir: shared, profile: options.profile, regions: !options.skipRegions, ...(options.groupRule ? { groupRule: options.groupRule } : {}) };
   }

@@ -129,6 +129,21 @@ async function writePictures(dir: string, resolved: ResolvedQuery, results: Sear
   return [path, ...notes];
 }
 
+/** What the score column means per method: scales differ, so scores are compared within one list only. */
+export const SCORE_MEANINGS = `
+Scores (higher is better; compare them within one result list, never across methods):
+  slice-count       how many of the query slices' k nearest slices lie in the volume (0 … slices × k)
+  slice-sum         the sum of those slices' cosine similarities (grows with the count)
+  slice-max         the best cosine similarity of one query slice to one of the volume's slices (−1 … 1)
+  volume-*          cosine of the pooled, L2-normalized volume vectors (−1 … 1); CTs look alike to a
+                    general image encoder, so these sit close together (0.95 … 0.98 on the demo): the
+                    order matters, not the level
+  rerank            C-MIR late interaction: the mean over query slices of the best cosine in the volume
+  --fuse … rrf      reciprocal-rank fusion Σ 1/(60 + rank) over the lists (at most 2/61 ≈ 0.033 for two)
+  --fuse … interleave  1/rank in the merged list (3D-MIR's interleaving)
+Ranges: --slices and --mm are clamped to the volume and refused only when none of them lies inside;
+--slice k must name a slice of the volume.`;
+
 export function registerSearch(program: Command): void {
   const command = program
     .command('search')
@@ -147,7 +162,8 @@ export function registerSearch(program: Command): void {
     .option('--viewer-url <template>', 'viewer link for PACS results, {study} {series} {sop} (default: the one given at index time)')
     .option('--credentials <file>', 'PACS: JSON credentials file, mode 0600 (else MIR3D_DICOMWEB_USER/PASSWORD or MIR3D_DICOMWEB_TOKEN)')
     .option('--ca-file <pem>', 'PACS: CA certificate(s) to trust for https')
-    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links');
+    .option('--pseudonymize <secret-file>', 'PACS: the secret of a pseudonymized index, to resolve its links')
+    .addHelpText('after', SCORE_MEANINGS);
   addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
       if (options.text !== undefined) params.text = options.text;
@@ -185,19 +201,23 @@ export function registerSearch(program: Command): void {
         const pictures = options.pictures ? await writePictures(resolve(options.pictures), resolved, results, store, readOptions) : [];
         const links = await viewerLinksFor(store, results, options);
         const shownSource = source.kind === 'dicomweb' ? { kind: 'dicomweb', endpoint: source.client.endpoint.display } : source;
+        const info = store.info?.();
+        // Small archives answer an approximate search exactly; say so rather than let the line claim HNSW.
+        const exactAnyway = request.options.mode === 'approximate' && info?.exactBelowSlices !== undefined && info.slices < info.exactBelowSlices;
         if (options.json) {
           const withRecords = results.map((r) => ({ ...r, source: store.getVolume(r.volumeId)?.sourcePath, labels: store.getVolume(r.volumeId)?.labels, ...(links.has(r.volumeId) ? { viewer: links.get(r.volumeId) } : {}) }));
           const query = { source: shownSource, range: request.range, slices: resolved.sliceIndices.length, volumeId: resolved.query.volumeId, ...(resolved.text !== undefined ? { fusedText: resolved.text, warnings: resolved.warnings ?? [] } : {}) };
-          process.stdout.write(`${JSON.stringify({ query, options: request.options, space, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify({ query, options: request.options, ...(exactAnyway ? { searchedExactly: `${info!.slices} slices, below ${info!.exactBelowSlices}: approximate search is answered exactly` } : {}), space, timings: { queryS: timings.queryMs / 1000, searchS: timings.searchMs / 1000 }, results: withRecords, pictures }, null, 2)}\n`);
           return;
         }
         const { options: o } = request;
+        const knn = exactAnyway ? `exact kNN (--approximate: ${info!.slices} slices, below ${info!.exactBelowSlices}, are searched exactly)` : `${o.mode ?? 'exact'} kNN`;
         const first = Math.min(...resolved.sliceIndices);
         const last = Math.max(...resolved.sliceIndices);
         process.stdout.write(
           `query ${source.kind === 'indexed' ? source.volumeId : source.kind === 'dicomweb' ? `a series at ${source.client.endpoint.display}` : queryArg}: ${resolved.sliceIndices.length} slices (${first}–${last})` +
             `${resolved.query.volumeId ? `, indexed as ${resolved.query.volumeId}${o.includeQueryVolume ? '' : ' (excluded)'}` : ''}; ` +
-            `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${o.mode ?? 'exact'} kNN${space === 'raw' ? '' : ` in ${space}`}; ` +
+            `${o.method}${o.fuseWith ? ` ⊕ ${o.fuseWith.method} (${o.fuseWith.fusion})` : ''}, ${knn}${space === 'raw' ? '' : ` in ${space}`}; ` +
             `${resolved.reusedStoredVectors ? 'stored vectors' : `embedded in ${(timings.queryMs / 1000).toFixed(1)} s`}, searched in ${timings.searchMs.toFixed(0)} ms\n\n`,
         );
         process.stdout.write(`${results.length ? resultTable(results, store) : 'no results (the filter or exclusions leave nothing to search)'}\n`);

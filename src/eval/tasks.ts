@@ -12,6 +12,7 @@ import { DEVBENCH_TASK_FOLDER, buildDevBenchmark, type DevBenchManifest } from '
 import { PHANTOM_BENCH_TASK_FOLDER, buildPhantomBenchmark, type PhantomBenchManifest } from '../synth/phantom-bench.js';
 import { maskZExtent } from './extents.js';
 import { TUMOUR_ORGANS, type GroupRule, type TumourOrgan } from '../labels/tumours.js';
+import { DatasetError } from './errors.js';
 
 
 // ---------------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ export async function prepareEvalDataset(spec: EvalDatasetSpec, outDir: string, 
       if (existsSync(manifestPath)) {
         manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as DevBenchManifest;
         if (spec.groupRule !== undefined && manifest.groupRule !== spec.groupRule) {
-          throw new Error(`${benchDir} was built with group rule '${manifest.groupRule}', not '${spec.groupRule}': use another output folder (or remove this one) to build it again`);
+          throw new DatasetError(`${benchDir} was built with group rule '${manifest.groupRule}', not '${spec.groupRule}': use another output folder (or remove this one) to build it again`);
         }
         hooks.onMessage?.(`development benchmark: reusing ${benchDir} (${manifest.cases.length} volumes, profile ${manifest.profile})`);
       } else {
@@ -271,11 +272,11 @@ export async function prepareEvalDataset(spec: EvalDatasetSpec, outDir: string, 
         : spec.labelsDir
           ? TUMOUR_ORGANS.filter((o) => hasThreeDMirFiles(spec.labelsDir!, o))
           : [...new Set((await findDecathlonTasks(spec.root)).map((t) => t.organ))].filter((o): o is TumourOrgan => (TUMOUR_ORGANS as readonly string[]).includes(o));
-    if (organs.length === 0) throw new Error(`no organ to evaluate under ${spec.root}${spec.labelsDir ? ` with the CSVs in ${spec.labelsDir}` : ''}`);
+    if (organs.length === 0) throw new DatasetError(`no organ to evaluate under ${spec.root}${spec.labelsDir ? ` with the CSVs in ${spec.labelsDir}` : ''}`);
     const options = { root: spec.root, ...(spec.labelsDir ? { csvDir: spec.labelsDir } : {}), ...(spec.testFraction !== undefined ? { testFraction: spec.testFraction } : {}), ...(spec.groupRule ? { groupRule: spec.groupRule } : {}) };
     let tumourTasks: TumourTask[];
     if (protocol === 'cmir') {
-      if (!spec.labelsDir) throw new Error('the C-MIR mixed archive needs the 3D-MIR CSVs (--labels-dir)');
+      if (!spec.labelsDir) throw new DatasetError('the C-MIR mixed archive needs the 3D-MIR CSVs (--labels-dir)');
       const dataset = await cMirMixedDataset({ ...options, csvDir: spec.labelsDir, organs });
       tumourTasks = [{ kind: 'tumour', name: dataset.name, dataset }];
     } else {

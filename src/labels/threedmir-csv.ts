@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import type { LesionGroup } from './tumours.js';
+import { LabelFileError } from './errors.js';
 
 /**
  * 3D-MIR's label and split files (github.com/abachaa/3D-MIR, CC BY 4.0), one set per organ:
@@ -60,7 +61,7 @@ function numberField(row: Record<string, string>, column: string, path: string):
   const text = row[column];
   const value = Number(text);
   if (text === undefined || text.trim() === '' || !Number.isFinite(value)) {
-    throw new Error(`${path}: row ${row.name ?? '?'}: column ${column} is ${JSON.stringify(text)}, not a number`);
+    throw new LabelFileError(`${path}: row ${row.name ?? '?'}: column ${column} is ${JSON.stringify(text)}, not a number`);
   }
   return value;
 }
@@ -69,11 +70,11 @@ function numberField(row: Record<string, string>, column: string, path: string):
 export function parseThreeDMirLabels(text: string, path = 'labels csv'): ThreeDMirRow[] {
   const records = parse(text, { columns: true, bom: true, skip_empty_lines: true, relax_column_count: true }) as Record<string, string>[];
   return records.map((row) => {
-    if (!row.name) throw new Error(`${path}: a row has no name`);
+    if (!row.name) throw new LabelFileError(`${path}: a row has no name`);
     const lesionGroup = numberField(row, 'lesion_group', path);
     const cancerFlag = numberField(row, 'cancer_flag', path);
-    if (!GROUPS.has(lesionGroup)) throw new Error(`${path}: ${row.name}: lesion_group ${lesionGroup} is not one of −1, 1…4`);
-    if (cancerFlag !== 0 && cancerFlag !== 1) throw new Error(`${path}: ${row.name}: cancer_flag ${cancerFlag} is not 0 or 1`);
+    if (!GROUPS.has(lesionGroup)) throw new LabelFileError(`${path}: ${row.name}: lesion_group ${lesionGroup} is not one of −1, 1…4`);
+    if (cancerFlag !== 0 && cancerFlag !== 1) throw new LabelFileError(`${path}: ${row.name}: cancer_flag ${cancerFlag} is not 0 or 1`);
     return {
       name: row.name.trim(),
       organ: (row.organ ?? '').trim(),
@@ -116,14 +117,14 @@ export async function readThreeDMirOrgan(csvDir: string, organ: string): Promise
   const [rows, train, test] = await Promise.all([readThreeDMirLabels(files.labels), readThreeDMirSplit(files.train), readThreeDMirSplit(files.test)]);
   const byName = new Map<string, ThreeDMirRow>();
   for (const row of rows) {
-    if (byName.has(row.name)) throw new Error(`${files.labels}: ${row.name} appears twice`);
+    if (byName.has(row.name)) throw new LabelFileError(`${files.labels}: ${row.name} appears twice`);
     byName.set(row.name, row);
   }
   const testSet = new Set(test);
   const overlap = train.filter((n) => testSet.has(n));
-  if (overlap.length > 0) throw new Error(`${organ}: ${overlap.length} volumes are in both the train and the test split (${overlap.slice(0, 3).join(', ')})`);
+  if (overlap.length > 0) throw new LabelFileError(`${organ}: ${overlap.length} volumes are in both the train and the test split (${overlap.slice(0, 3).join(', ')})`);
   const unlabelled = [...train, ...test].filter((n) => !byName.has(n));
-  if (unlabelled.length > 0) throw new Error(`${organ}: ${unlabelled.length} split volumes have no labels (${unlabelled.slice(0, 3).join(', ')})`);
+  if (unlabelled.length > 0) throw new LabelFileError(`${organ}: ${unlabelled.length} split volumes have no labels (${unlabelled.slice(0, 3).join(', ')})`);
   return { organ, rows: byName, train, test };
 }
 

@@ -160,6 +160,7 @@ export class EmbeddedStore implements Store {
       readOnly: this.readOnly,
       volumes: this.catalogue.entries.size,
       slices: this.catalogue.sliceTotal,
+      exactBelowSlices: this.exactBelowSlices,
       sqliteBytes: this.catalogue.diskBytes(),
       approximateIndexBytes: AnnIndex.diskBytes(this.dir),
       approximateIndex: this.graph.lastReport,

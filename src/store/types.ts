@@ -263,6 +263,8 @@ export interface StoreInfo {
   readOnly: boolean;
   volumes: number;
   slices: number;
+  /** Below this many slices an approximate search is answered exactly (faster there); absent: never. */
+  exactBelowSlices?: number;
   /** index.sqlite plus its write-ahead log. */
   sqliteBytes: number;
   /** The current HNSW file (0 when there is none yet). */

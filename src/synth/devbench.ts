@@ -9,6 +9,12 @@ import type { Vec3, Volume } from '../io/volume.js';
 import { randomStream } from './random.js';
 import { measureTumours, tumourSummaryOf, type GroupRule, type TumourSummary } from '../labels/tumours.js';
 import { type Scan, type LesionRequest, type PlacedLesion, cropSlices, blockAverage, placeLesions, drawLesions, addNoise, toInt16 } from './scan-edit.js';
+import { Mir3dError } from '../errors.js';
+
+/** The shared CT data or the output folder is not what building the benchmark needs. */
+export class DevBenchError extends Mir3dError<'NO_SHARED_DATA' | 'NOT_EMPTY' | 'GRID_MISMATCH'> {
+  override readonly name = 'DevBenchError';
+}
 
 export type { LesionRequest, PlacedLesion } from './scan-edit.js';
 export { insideDistanceMm } from './scan-edit.js';
@@ -190,7 +196,7 @@ const VARIANTS: readonly VariantSpec[] = [
 
 function checkSameGrid(image: Volume, labels: Volume, what: string): void {
   const same = image.dims.every((d, a) => d === labels.dims[a]) && image.affineRas.every((v, n) => Math.abs(v - labels.affineRas[n]) < 1e-3);
-  if (!same) throw new Error(`${what}: image and label grids differ (${image.dims.join('×')} vs ${labels.dims.join('×')})`);
+  if (!same) throw new DevBenchError('GRID_MISMATCH', `${what}: image and label grids differ (${image.dims.join('×')} vs ${labels.dims.join('×')})`);
 }
 
 function scanOf(image: Volume, labelMap?: (value: number) => number, labels?: Volume): Scan {
@@ -291,11 +297,11 @@ export async function buildDevBenchmark(sharedDataDir: string, outDir: string, o
   const seed = options.seed ?? 'mir3d-devbench';
   const groupRule = options.groupRule ?? 'design';
   const progress = options.onProgress ?? ((): void => undefined);
-  if (!existsSync(join(sharedDataDir, 'ircad17'))) throw new Error(`${sharedDataDir} does not hold the shared CT data (no ircad17/)`);
+  if (!existsSync(join(sharedDataDir, 'ircad17'))) throw new DevBenchError('NO_SHARED_DATA', `${sharedDataDir} does not hold the shared CT data (no ircad17/); give --shared-data DIR or set MIR3D_SHARED_DATA`);
   if (existsSync(outDir)) {
     if (options.overwrite) await rm(outDir, { recursive: true, force: true });
     else if ((await readdir(outDir)).length > 0) {
-      throw new Error(`${outDir} exists and is not empty (pass overwrite to replace it)`);
+      throw new DevBenchError('NOT_EMPTY', `${outDir} exists and is not empty (pass overwrite to replace it)`);
     }
   }
   const taskDir = join(outDir, DEVBENCH_TASK_FOLDER);

@@ -12,6 +12,7 @@ import {
 import { hasThreeDMirFiles, readThreeDMirOrgan, type ThreeDMirRow } from '../../labels/threedmir-csv.js';
 import { isHashQuery } from './split.js';
 import type { Case, CaseLabels, RetrievalDataset } from './types.js';
+import { DatasetError } from '../errors.js';
 
 /**
  * Medical Segmentation Decathlon layout: a root holding task folders such as Task03_Liver, each with
@@ -64,14 +65,14 @@ export async function readDecathlonTask(taskDir: string): Promise<DecathlonTask>
   try {
     json = JSON.parse(await readFile(jsonPath, 'utf8')) as DatasetJson;
   } catch (error) {
-    throw new Error(`${jsonPath}: cannot read a Decathlon dataset.json (${(error as Error).message})`);
+    throw new DatasetError(`${jsonPath}: cannot read a Decathlon dataset.json (${(error as Error).message})`);
   }
   const relative = (p: string): string => join(dir, p.replace(/^\.\//, ''));
   const training: DecathlonCase[] = [];
   if (Array.isArray(json.training)) {
     for (const entry of json.training as unknown[]) {
       const e = entry as { image?: unknown; label?: unknown };
-      if (typeof e.image !== 'string') throw new Error(`${jsonPath}: a training entry has no image path`);
+      if (typeof e.image !== 'string') throw new DatasetError(`${jsonPath}: a training entry has no image path`);
       const caseId = basename(e.image);
       if (isHidden(caseId)) continue;
       training.push({ caseId, imagePath: relative(e.image), maskPath: typeof e.label === 'string' ? relative(e.label) : undefined });
@@ -143,12 +144,12 @@ async function resolvePaths(
   if (!index) return { imagePath: name };
   const found = index.get(name);
   if (!found) {
-    if (requireImages) throw new Error(`${name} is listed by 3D-MIR but is in no task's dataset.json under the Decathlon root`);
+    if (requireImages) throw new DatasetError(`${name} is listed by 3D-MIR but is in no task's dataset.json under the Decathlon root`);
     return { imagePath: name };
   }
   if (requireImages) {
     const info = await stat(found.imagePath).catch(() => undefined);
-    if (!info?.isFile()) throw new Error(`${found.imagePath}: image listed in dataset.json is missing`);
+    if (!info?.isFile()) throw new DatasetError(`${found.imagePath}: image listed in dataset.json is missing`);
   }
   return { imagePath: found.imagePath, maskPath: found.maskPath };
 }
@@ -181,15 +182,15 @@ export async function threeDMirDataset(organ: TumourOrgan, options: DecathlonDat
     return { name: `3dmir-${organ}`, database, queries, judging: 'same-label-organ', notes };
   }
 
-  if (!options.root) throw new Error(`no 3D-MIR CSVs for ${organ} and no Decathlon root: nothing to build the dataset from`);
+  if (!options.root) throw new DatasetError(`no 3D-MIR CSVs for ${organ} and no Decathlon root: nothing to build the dataset from`);
   const tasks = (await findDecathlonTasks(options.root)).filter((t) => t.organ === organ);
-  if (tasks.length === 0) throw new Error(`no Decathlon task for ${organ} under ${options.root}`);
+  if (tasks.length === 0) throw new DatasetError(`no Decathlon task for ${organ} under ${options.root}`);
   const testFraction = options.testFraction ?? 0.1;
   const database: Case[] = [];
   const queries: Case[] = [];
   for (const task of tasks) {
     for (const c of task.training) {
-      if (!c.maskPath) throw new Error(`${c.caseId}: no label file in ${task.dir}/dataset.json, so no labels`);
+      if (!c.maskPath) throw new DatasetError(`${c.caseId}: no label file in ${task.dir}/dataset.json, so no labels`);
       const mask = await readVolume(c.maskPath);
       const summary = tumourSummaryFromMask(mask.data, mask, organ, {
         labelValues: [DECATHLON_TUMOUR_LABEL[organ]],
@@ -236,7 +237,7 @@ export async function cMirMixedDataset(options: DecathlonDatasetOptions & { csvD
   const queries: Case[] = [];
   const notes: string[] = [];
   for (const organ of organs) {
-    if (!hasThreeDMirFiles(options.csvDir, organ)) throw new Error(`no 3D-MIR CSVs for ${organ} in ${options.csvDir}`);
+    if (!hasThreeDMirFiles(options.csvDir, organ)) throw new DatasetError(`no 3D-MIR CSVs for ${organ} in ${options.csvDir}`);
     const files = await readThreeDMirOrgan(options.csvDir, organ);
     const own = (names: string[]): string[] => names.filter((n) => files.rows.get(n)!.organ === organ);
     const toCase = async (name: string): Promise<Case> => ({
@@ -254,8 +255,8 @@ export async function cMirMixedDataset(options: DecathlonDatasetOptions & { csvD
   }
   const dbIds = new Set(database.map((c) => c.caseId));
   const clash = queries.filter((q) => dbIds.has(q.caseId)).map((q) => q.caseId);
-  if (clash.length > 0) throw new Error(`mixed archive: ${clash.length} queries are also database volumes (${clash.slice(0, 3).join(', ')})`);
-  if (dbIds.size !== database.length) throw new Error('mixed archive: a volume is listed under two organs');
+  if (clash.length > 0) throw new DatasetError(`mixed archive: ${clash.length} queries are also database volumes (${clash.slice(0, 3).join(', ')})`);
+  if (dbIds.size !== database.length) throw new DatasetError('mixed archive: a volume is listed under two organs');
   notes.unshift(`C-MIR mixed archive over ${organs.join(', ')}: ${database.length} database volumes, ${queries.length} queries; labels judged relative to the query's organ`);
   return { name: 'cmir-mixed', database, queries, judging: 'same-label-organ', notes };
 }

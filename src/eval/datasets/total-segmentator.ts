@@ -8,6 +8,7 @@ import { NO_TUMOUR } from '../../labels/tumours.js';
 import { TOTALSEG_V2_CLASSES, classMapOf, coarseRegionOf, type ClassMap } from './total-seg-regions.js';
 import { isHashQuery } from './split.js';
 import type { Case, RetrievalDataset, ZExtent } from './types.js';
+import { DatasetError } from '../errors.js';
 
 /**
  * TotalSegmentator layout, for region retrieval (Khun Jush et al.): a root of subject folders, each with
@@ -25,7 +26,7 @@ export async function readClassMap(jsonPath: string): Promise<ClassMap> {
   const out = new Map<number, string>();
   for (const [id, name] of Object.entries(raw)) {
     const value = Number(id);
-    if (!Number.isInteger(value) || value <= 0 || typeof name !== 'string') throw new Error(`${jsonPath}: entry ${id} → ${String(name)} is not "positive integer": "name"`);
+    if (!Number.isInteger(value) || value <= 0 || typeof name !== 'string') throw new DatasetError(`${jsonPath}: entry ${id} → ${String(name)} is not "positive integer": "name"`);
     out.set(value, name);
   }
   return out;
@@ -133,7 +134,7 @@ export async function totalSegDataset(root: string, options: TotalSegDatasetOpti
   for (const subject of subjects) {
     const dir = join(root, subject);
     const segmentationPath = existsSync(join(dir, 'segmentations')) ? join(dir, 'segmentations') : join(dir, 'seg.nii.gz');
-    if (!existsSync(segmentationPath)) throw new Error(`${dir}: neither segmentations/ nor seg.nii.gz`);
+    if (!existsSync(segmentationPath)) throw new DatasetError(`${dir}: neither segmentations/ nor seg.nii.gz`);
     const kase = await totalSegCase({ caseId: subject, imagePath: join(dir, 'ct.nii.gz'), segmentationPath, classMap: options.classMap, level: options.level });
     (isQuery(subject) ? queries : database).push(kase);
   }
