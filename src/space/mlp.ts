@@ -27,6 +27,9 @@ export interface MlpOptions {
   batch?: number;
   /** Most epochs-worth of steps (an epoch: as many rows as the training set). Default 60. */
   maxEpochs?: number;
+  /** Most steps whatever the epochs (default 600): a step's cost is the batch's, so this bounds training
+   * time on any archive size (SupCon on 256-row batches converges in a few hundred steps here). */
+  maxSteps?: number;
   /** Evaluate validation P@5 every this many steps (default 25). */
   evalEvery?: number;
   /** Stop after this many evaluations without improvement (default 6). */
@@ -136,7 +139,7 @@ export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): 
   const m = options.outputDim ?? 64;
   const tau = options.temperature ?? 0.1;
   const batch = Math.min(options.batch ?? 256, inner.length);
-  const maxSteps = Math.max(1, Math.ceil(((options.maxEpochs ?? 60) * inner.length) / batch));
+  const maxSteps = Math.max(1, Math.min(options.maxSteps ?? 600, Math.ceil(((options.maxEpochs ?? 60) * inner.length) / batch)));
   const evalEvery = options.evalEvery ?? 25;
   const patience = options.patience ?? 6;
   const n = inner.length;
