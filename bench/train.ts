@@ -13,6 +13,7 @@
  *
  * Env: BENCH_SIZES=10000,100000 BENCH_METHODS=lda,mlp BENCH_RUNS=7 BENCH_DIM=1280.
  */
+import { availableParallelism, loadavg } from 'node:os';
 import { exactTopK } from '../src/compute/topk.js';
 import { SpaceKernel } from '../src/space/kernel.js';
 import { trainHeadOnRows, type HeadMethod } from '../src/space/train-head.js';
@@ -67,8 +68,8 @@ async function timeSearch(query: Float32Array, dim: number, matrix: Float32Array
 async function main(): Promise<void> {
   console.log(`bench:train — ${DIM}-d slice-like vectors, ${CLASSES} classes per volume, ${SLICES_PER_VOLUME} slices per volume (= patient); median of ${RUNS} searches of a ${QUERY_ROWS}-slice query, top-${K}\n`);
   const lines: string[] = [];
-  lines.push('| slice vectors | head | train s | validation P@5 (raw, random) | out dim | raw search ms | space search ms | slowdown | projecting the archive at open, s |');
-  lines.push('|---:|---|---:|---|---:|---:|---:|---:|---:|');
+  lines.push('| slice vectors | head | train s (wall) | CPU s (all threads) | validation P@5 (raw, random) | out dim | raw search ms | space search ms | slowdown | projecting the archive at open, s |');
+  lines.push('|---:|---|---:|---:|---|---:|---:|---:|---:|---:|');
   for (const rows of SIZES) {
     const data = archive(rows, DIM);
     const labelled = { vectors: data.vectors, dim: DIM, targets: data.targets, groups: data.groups };
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
     const rawMs = await timeSearch(query, DIM, data.vectors, rows);
     for (const method of METHODS) {
       const started = performance.now();
+      const cpuStarted = process.cpuUsage();
       let lastLine = '';
       const trained = await trainHeadOnRows(labelled, {
         targets: ['class'],
@@ -89,6 +91,8 @@ async function main(): Promise<void> {
         },
       });
       const trainS = (performance.now() - started) / 1000;
+      const cpu = process.cpuUsage(cpuStarted);
+      const cpuS = (cpu.user + cpu.system) / 1e6;
       const kernel = await SpaceKernel.open(trained.model, `bench ${method}`);
       const projectStarted = performance.now();
       const projected = await kernel.apply(data.vectors);
@@ -96,11 +100,12 @@ async function main(): Promise<void> {
       const spaceMs = await timeSearch(query, DIM, projected, rows, kernel);
       await kernel.close();
       const v = trained.validation;
-      lines.push(`| ${rows} | ${method} | ${trainS.toFixed(1)} | ${v.p5.toFixed(3)} (${v.rawP5.toFixed(3)}, ${v.randomP5.toFixed(3)}) | ${trained.outputDim} | ${rawMs.toFixed(1)} | ${spaceMs.toFixed(1)} | ${(spaceMs / rawMs).toFixed(2)}× | ${projectS.toFixed(2)} |`);
+      lines.push(`| ${rows} | ${method} | ${trainS.toFixed(1)} | ${cpuS.toFixed(1)} | ${v.p5.toFixed(3)} (${v.rawP5.toFixed(3)}, ${v.randomP5.toFixed(3)}) | ${trained.outputDim} | ${rawMs.toFixed(1)} | ${spaceMs.toFixed(1)} | ${(spaceMs / rawMs).toFixed(2)}× | ${projectS.toFixed(2)} |`);
       console.log(lines[lines.length - 1]);
     }
   }
   console.log(`\n${lines.join('\n')}\n`);
+  console.log(`Load average at the end: ${loadavg().map((v) => v.toFixed(1)).join(', ')} on ${availableParallelism()} cores (CPU s / cores is what a quiet machine would take at best).`);
   console.log('Goal: 100k × 1280 trains in at most 300 s on 2 cores. Slowdown = space search (query through the head + top-k over the projected archive) / raw search; below 1 means faster.');
 }
 
