@@ -134,6 +134,22 @@ describe('mir3d search --text', () => {
     assert.equal(run.status, 0, run.stderr);
     const out = JSON.parse(run.stdout) as { results: Array<{ labels: Record<string, string> }> };
     assert.match(out.results[0].labels.caption, /bone/);
+    // The caption an indexed volume carries, fused with that volume's own query (3D-MIR's multi-modal ensemble).
+    const lungId = (() => {
+      const reader = openStore(baseDb, { readOnly: true });
+      try {
+        return reader.listVolumes().find((v) => v.labels.caption === 'lung with air')!.volumeId;
+      } finally {
+        reader.close();
+      }
+    })();
+    const captioned = runCli(['search', lungId, '--caption-label', 'caption', '--db', baseDb, '--method', 'slice-count', '--json']);
+    assert.equal(captioned.status, 0, captioned.stderr);
+    assert.equal((JSON.parse(captioned.stdout) as { query: { fusedText: string } }).query.fusedText, 'lung with air');
+    assert.match(captioned.stderr, /fused with the text "lung with air" \(slice-count\) by rrf/);
+    const uncaptioned = runCli(['search', lungId, '--caption-label', 'nothing', '--db', baseDb]);
+    assert.equal(uncaptioned.status, 2);
+    assert.match(uncaptioned.stderr, /has no label 'nothing' to use as its caption/);
     const noCaptions = runCli(['train', '--db', baseDb, '--captions', 'nothing']);
     assert.equal(noCaptions.status, 2);
     assert.match(noCaptions.stderr, /only 0 volume\(s\) carry a caption in label 'nothing'/);

@@ -21,8 +21,6 @@ import { addKeyImageOptions, collect, integer, keyImageReadOptions, positiveInte
 
 interface SearchCommandOptions extends KeyImageCliOptions {
   db: string;
-  text?: string;
-  captionLabel?: string;
   textSpace?: string;
   series?: string;
   json?: boolean;
@@ -154,8 +152,6 @@ export function registerSearch(program: Command): void {
   for (const option of searchOptions) command.addOption(option);
   command
     .option('--series <key>', 'series key when the query directory holds several DICOM series')
-    .option('--text <finding>', 'search by text ("liver tumour larger than 5 cm"); with a query, fuse the two lists (--fusion)')
-    .option('--caption-label <column>', 'fuse the image query with the caption its indexed volume carries in this label')
     .option('--text-space <name>', "the index's learned text space (default: captions, or the only one)")
     .option('--json', 'print JSON')
     .option('--pictures <dir>', 'write search.png: the query and each result as coronal views with the matched region tinted')
@@ -166,9 +162,7 @@ export function registerSearch(program: Command): void {
     .addHelpText('after', SCORE_MEANINGS);
   addKeyImageOptions(command).action(async (queryArg: string | undefined, options: SearchCommandOptions) => {
       const params = paramsOf(options, searchOptions);
-      if (options.text !== undefined) params.text = options.text;
-      if (options.captionLabel !== undefined) params.captionLabel = options.captionLabel;
-      if (queryArg === undefined && options.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
+      if (queryArg === undefined && params.text === undefined) throw new InvalidArgumentError('give a query (file, DICOM folder or indexed volume id) or --text "finding"');
       const index = await openIndex(options.db, { readOnly: true, onStatus: (m) => process.stderr.write(`${m}\n`) });
       const { store } = index;
       // Key images are read the way the index read its own (encoder.json), unless this run says otherwise.

@@ -226,6 +226,8 @@ export const SEARCH_FLAGS: readonly SearchFlag[] = [
   flag({ flags: '--modality <m>', description: 'only volumes of this modality (repeatable)', value: 'list', apply: (v, p) => void (p.modality = v) }),
   flag({ flags: '--body-part <p>', description: 'only volumes of this body part (repeatable)', value: 'list', apply: (v, p) => void (p.bodyPart = v) }),
   flag({ flags: '--where <key=value>', description: 'only volumes with this label (repeatable)', value: 'list', apply: (v, p) => void (p.where = v) }),
+  flag({ flags: '--text <finding>', description: 'search by text ("liver tumour larger than 5 cm"); with a query, fuse the two lists (--fusion)', value: 'text', apply: (v, p) => void (p.text = v) }),
+  flag({ flags: '--caption-label <column>', description: 'fuse the image query with the caption its indexed volume carries in this label', value: 'text', apply: (v, p) => void (p.captionLabel = v) }),
   flag({ flags: '--space <name>', description: "the index's learned space to search in (mir3d train; 'raw': the backbone's own vectors; default: the index's default, raw until one is chosen)", value: 'text', apply: (v, p) => void (p.space = v) }),
   flag({ flags: '--localization <l>', description: 'consistent (robust, default) or extent (min..max of all argmax slices)', value: 'choice', choices: LOCALIZATIONS, apply: (v, p) => void (p.localization = v as SearchParams['localization']) }),
 ];
