@@ -18,7 +18,10 @@ import { SpaceStore } from '../src/space/space-store.js';
 import { openStore } from '../src/store/index.js';
 import type { JsonObject } from '../src/store/types.js';
 import { parse as parseCsv } from 'csv-parse/sync';
+import { startServer } from '../src/server/app.js';
+import type { SearchResponse } from '../src/api/contract.js';
 import { runCli } from './helpers/cli.js';
+import { bearer, jsonRequest, type ErrorBody } from './helpers/http.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
 import { seededRng } from './helpers/seeded-random.js';
 
@@ -113,6 +116,29 @@ describe('learned spaces: mir3d train --target, --space, grouped evaluation', ()
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /no space "nope" in this index \(spaces: raw, head, head-again, mlp, mlp-again\).*\[UNKNOWN_SPACE\]/);
     assert.equal(missing.stderr.trim().split('\n').length, 1);
+  });
+
+  test('HTTP: POST /api/search takes space, names it in the response, refuses an unknown one and a text in a head', async () => {
+    const server = await startServer({ dbDir: db, port: 0, limits: { searchWorkers: 1, searchThreads: 1 } });
+    try {
+      const store = openStore(db, { readOnly: true });
+      const volumeId = store.listVolumes()[0].volumeId;
+      store.close();
+      const post = <T>(body: Record<string, unknown>) => jsonRequest<T>(`${server.url}/api/search`, { method: 'POST', headers: { ...bearer(server.token!), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const inHead = await post<SearchResponse>({ volumeId, space: 'head', method: 'volume-mean', top: 3 });
+      assert.equal(inHead.status, 200, JSON.stringify(inHead.body));
+      assert.match(inHead.body.options.space ?? '', /^space:head@[0-9a-f]{12}$/);
+      const raw = await post<SearchResponse>({ volumeId, method: 'volume-mean', top: 3 });
+      assert.equal(raw.body.options.space, 'raw', 'raw until a default is chosen');
+      const unknown = await post<ErrorBody>({ volumeId, space: 'nope' });
+      assert.equal(unknown.status, 400);
+      assert.equal(unknown.body.error.code, 'UNKNOWN_SPACE');
+      const text = await post<ErrorBody>({ text: 'soft tissue', space: 'head' });
+      assert.equal(text.status, 400);
+      assert.match(text.body.error.message, /raw space only/);
+    } finally {
+      await server.close();
+    }
   });
 
   test('the head gives a new scan the vectors its stored copy has: query path = index path', async () => {
