@@ -105,16 +105,18 @@ describe('real CT: every format and orientation lands on the same canonical grid
       const element = dataSet.elements.x7fe00010;
       return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, 0, element.fragments!.length) as Uint8Array;
     });
-    assert.ok(j2kThreadsFor(frames.length, 2) >= 2, 'two cores give a pool');
-    assert.equal(j2kThreadsFor(1, 8), 0, 'one frame is decoded in this thread');
-    const pooled = await Promise.all(frames.map((f) => decodeJ2k(f, frames.length)));
+    assert.equal(j2kThreadsFor(frames.length, 4, {}), 4, 'four cores give a pool of four');
+    assert.equal(j2kThreadsFor(frames.length, 2, {}), 0, 'two cores decode in this thread');
+    assert.equal(j2kThreadsFor(frames.length, 2, { MIR3D_DECODE_THREADS: '2' }), 2, 'unless told otherwise');
+    assert.equal(j2kThreadsFor(1, 8, {}), 0, 'one frame is decoded in this thread');
+    const pooled = await Promise.all(frames.map((f) => decodeJ2k(f, frames.length, 4)));
     for (const [n, f] of frames.entries()) {
       const here = await decodeJ2kHere(f);
       assert.deepEqual([pooled[n].width, pooled[n].height, pooled[n].componentCount], [512, 512, 1]);
       assert.ok(Buffer.from(pooled[n].bytes).equals(Buffer.from(here.bytes)), `frame ${n} differs`);
     }
     // OpenJPEG hands back an empty frame for bytes that are no codestream; the reader's size check refuses it.
-    const garbage = await decodeJ2k(new Uint8Array(200).fill(7), 2);
+    const garbage = await decodeJ2k(new Uint8Array(200).fill(7), 2, 4);
     assert.notEqual(garbage.width * garbage.height, 512 * 512);
   });
 

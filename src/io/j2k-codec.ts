@@ -1,7 +1,8 @@
 /**
  * JPEG 2000 frame decoding with the OpenJPEG WebAssembly build, in this thread or spread over a small
  * pool of worker threads. The build is single-threaded, 1.5–2× slower per frame than native OpenJPEG (which
- * pydicom reaches through Pillow), so a series' frames are decoded side by side on the machine's cores.
+ * pydicom reaches through Pillow), so on machines with cores to spare a series' frames are decoded side
+ * by side.
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -156,20 +157,22 @@ class J2kPool {
 
 let pool: J2kPool | undefined;
 
-/** Worker threads used for a series of `frameCount` frames: none for one frame or one core. */
-export function j2kThreadsFor(frameCount: number, cores = availableParallelism()): number {
-  const wanted = Number(process.env.MIR3D_DECODE_THREADS ?? cores);
-  const threads = Math.max(1, Math.floor(Number.isFinite(wanted) ? wanted : cores));
+/** Worker threads used for a series of `frameCount` frames: none for one frame, and by default none on
+ * one or two cores: bench:io on the shared 2-core machine measured the pool slower than one thread (0.55×
+ * against 0.74× pydicom), the workers only competing for the same cores. MIR3D_DECODE_THREADS=N sets it. */
+export function j2kThreadsFor(frameCount: number, cores = availableParallelism(), env: NodeJS.ProcessEnv = process.env): number {
+  const fallback = cores > 2 ? cores : 1;
+  const wanted = Number(env.MIR3D_DECODE_THREADS ?? fallback);
+  const threads = Math.max(1, Math.floor(Number.isFinite(wanted) ? wanted : fallback));
   return frameCount < 2 || threads < 2 ? 0 : threads;
 }
 
 /**
- * Decodes one frame of a series of `frameCount` frames: on the pool when that pays (several frames and
- * cores; `MIR3D_DECODE_THREADS=1` keeps decoding in this thread), else here. The pool lives for the process,
- * its idle workers never keep it alive.
+ * Decodes one frame of a series of `frameCount` frames: on the pool when that pays (see j2kThreadsFor),
+ * else here. The pool lives for the process; its idle workers never keep it alive.
  */
-export function decodeJ2k(encoded: Uint8Array, frameCount: number): Promise<DecodedFrame> {
-  const threads = j2kThreadsFor(frameCount);
+export function decodeJ2k(encoded: Uint8Array, frameCount: number, cores = availableParallelism()): Promise<DecodedFrame> {
+  const threads = j2kThreadsFor(frameCount, cores);
   if (threads === 0) return decodeJ2kHere(encoded);
   pool ??= new J2kPool(threads);
   return pool.decode(encoded);
