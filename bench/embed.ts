@@ -172,12 +172,12 @@ async function wholeVolume(volume: Volume, encoder: OnnxEncoder, path: string | 
   process.stdout.write(`  inference, batch ${batchSize}                  ${perSliceMs('inference')}\n`);
   const inference = slices / at('inference');
   const row = (label: string, name: string, reference = inference): string =>
-    `  ${label.padEnd(44)} ${(slices / at(name)).toFixed(1).padStart(7)} slices/s ${((slices / at(name)) / reference).toFixed(2).padStart(6)}\n`;
+    `  ${label.padEnd(54)} ${(slices / at(name)).toFixed(1).padStart(7)} slices/s ${((slices / at(name)) / reference).toFixed(2).padStart(6)}\n`;
   process.stdout.write(`\nend to end: a volume in memory through embedVolume (body crop, window+resize, inference), batch ${batchSize}\n`);
-  process.stdout.write(`  ${'variant'.padEnd(44)} ${'rate'.padStart(16)} ${'÷ inference only'}\n`);
+  process.stdout.write(`  ${'variant'.padEnd(54)} ${'rate'.padStart(16)} ${'÷ inference only'}\n`);
   process.stdout.write(row('inference only (preprocessed input)', 'inference'));
-  process.stdout.write(row('preprocessing on the main thread', 'main'));
-  process.stdout.write(row('preprocessing worker (default)', 'worker'));
+  process.stdout.write(row('preprocessing on the main thread (default on 2 cores)', 'main'));
+  process.stdout.write(row('preprocessing worker (default from 3 cores)', 'worker'));
   process.stdout.write(`  with ONNX Runtime threads spin-waiting (MIR3D_ORT_SPIN=1), ÷ its own inference only:\n`);
   const spinInference = slices / at('inference, spin-waiting threads');
   process.stdout.write(row('  inference only', 'inference, spin-waiting threads', spinInference));

@@ -90,7 +90,7 @@ export function registerEmbed(program: Command): void {
     .option('--step <mm>', 'embed one slice every this many mm (default: every slice)', positiveNumber('--step'))
     .option('--windows <list>', 'HU windows as channels, e.g. "abdomen,lung,bone" or "40:400"')
     .option('--batch <n>', 'slices per inference call', positiveInteger('--batch'), 16)
-    .option('--worker', 'preprocess in a worker thread (default from 2 CPU cores up)')
+    .option('--worker', 'preprocess in a worker thread (default from 3 CPU cores up)')
     .option('--no-worker', 'preprocess on the main thread')
     .option('--json', 'print the metadata as JSON')
     .option('--no-progress', 'no progress display');

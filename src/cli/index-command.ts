@@ -84,7 +84,7 @@ export function registerIndex(program: Command): void {
     .option('--include-masks', 'also index files that look like segmentation masks (labelsTr/, *_seg.nii.gz …)')
     .option('--modality <name>', 'modality recorded for NIfTI files, which carry none', 'CT')
     .option('--batch <n>', 'slices per inference call', positiveInteger('--batch'), 16)
-    .option('--worker', 'preprocess in a worker thread (default from 2 CPU cores up)')
+    .option('--worker', 'preprocess in a worker thread (default from 3 CPU cores up)')
     .option('--no-worker', 'preprocess on the main thread')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress display')

@@ -48,10 +48,10 @@ export class SliceFeeder {
   private nextJobId = 1;
   private busy = false;
 
-  /** With ONNX Runtime's intra-op threads no longer spin-waiting (see compute/session.ts), the worker fills
-   * the gaps they leave even on two cores: bench:embed measured the worker pipeline at 0.96 of
-   * inference-only there, preprocessing on the main thread at 0.70. One core has nothing to overlap. */
-  constructor(private readonly useWorker = availableParallelism() > 1) {}
+  /** On two cores the worker only competes with ONNX Runtime's two intra-op threads: bench:embed (three runs,
+   * loaded machine) measured end to end ÷ inference only at 0.70 with the worker and 0.77 without, so the
+   * worker is the default from three cores up. */
+  constructor(private readonly useWorker = availableParallelism() > 2) {}
 
   /** Preprocessed batches of `sliceIndices` (ascending order is not required), in order. */
   async *batches(volume: Volume, spec: SlicePreprocessing, sliceIndices: number[], batchSize: number): AsyncGenerator<SliceTensor, void, undefined> {

@@ -41,7 +41,7 @@ export interface IndexOptions {
   /** How key images map to HU (window, offset, pixel spacing), passed to every read. */
   readOptions?: ReadOptions;
   batchSize?: number;
-  /** Preprocessing worker: default from two CPU cores up (see SliceFeeder). */
+  /** Preprocessing worker: default from three CPU cores up (see SliceFeeder). */
   useWorker?: boolean;
   /** Reads a source (default: from disk). A PACS source fetches over DICOMweb instead. */
   read?: (source: VolumeSourceRef) => Promise<Volume>;
