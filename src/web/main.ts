@@ -16,7 +16,7 @@ import {
 } from './api.js';
 import { alignmentOf } from './alignment.js';
 import { WindowControl } from './display.js';
-import { describeVolume, scoreMeaning } from './names.js';
+import { describeVolume, scoreMeaning, searchSummary } from './names.js';
 import { SlabPicker } from './slab.js';
 import { IndexedPanel, listAllVolumes, UploadPanel, type QuerySource, type SourceHost, type SourcePanel } from './sources.js';
 import { PacsPanel, viewerLinkElement } from './pacs.js';
@@ -130,23 +130,12 @@ function chosenKind(): string | undefined {
   return (document.querySelector('input[name="source"]:checked') as HTMLInputElement | null)?.value;
 }
 
-/** The method a volume query had before a text query chose 3D-MIR's text method. */
-let volumeMethod: string | undefined;
-
 function sourceKindChanged(): void {
   const kind = chosenKind();
   for (const panel of document.querySelectorAll<HTMLElement>('.source-panel')) panel.hidden = panel.dataset.source !== kind;
   // A text has no slices to choose; it is searched by 3D-MIR's text method (slice-count) by default.
   $('slab-fieldset').hidden = kind === 'text';
-  if (kind === 'text' && volumeMethod === undefined) {
-    volumeMethod = select('method').value;
-    select('method').value = 'slice-count';
-    methodChanged();
-  } else if (kind !== 'text' && volumeMethod !== undefined) {
-    select('method').value = volumeMethod;
-    volumeMethod = undefined;
-    methodChanged();
-  }
+  if (textPanel.chooseMethod(kind === 'text', select('method'))) methodChanged();
   void setSource(sourcePanels.find((p) => p.kind === kind)?.activate());
 }
 for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="source"]')) radio.addEventListener('change', sourceKindChanged);
@@ -293,18 +282,7 @@ async function runSearch(): Promise<void> {
     const response = await postJson<SearchResponse>('/api/search', searchBody(from), controller.signal);
     if (mine !== generation) return;
     lastSearch = { response, source: from };
-    const { timings, query: q } = response;
-    const count = `${response.results.length} result${response.results.length === 1 ? '' : 's'}`;
-    const warnings = q.warnings?.length ? ` Note: ${q.warnings.join('; ')}.` : '';
-    setStatus(
-      status,
-      (from.kind === 'text'
-        ? `${count} for the text “${q.text ?? ''}”; search ${timings.searchMs.toFixed(0)} ms.`
-        : `${count} for ${q.sliceCount} query slice${q.sliceCount === 1 ? '' : 's'} (${q.firstSlice}–${q.lastSlice})${q.text !== undefined ? ` fused with the text “${q.text}”` : ''}; ` +
-          `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.`) +
-        warnings +
-        (response.viewerLinkProblem ? ` No viewer links: ${response.viewerLinkProblem}` : ''),
-    );
+    setStatus(status, searchSummary(response, from.kind === 'text'));
     renderResults(response, from);
   } catch (error) {
     if (mine !== generation && !isAbort(error)) return;

@@ -64,3 +64,15 @@ export function scoreMeaning(options: SearchResponse['options'], querySlices: nu
   }
   return `Score: ${one(options.method)}. Scores rank the scans for this query; compare them within one list, not across queries.`;
 }
+
+/** The status line of an answer: how many results, for what, how long, and what the server noted. */
+export function searchSummary(response: SearchResponse, isText: boolean): string {
+  const { timings, query: q } = response;
+  const count = `${response.results.length} result${response.results.length === 1 ? '' : 's'}`;
+  const what = isText
+    ? `${count} for the text “${q.text ?? ''}”; search ${timings.searchMs.toFixed(0)} ms.`
+    : `${count} for ${q.sliceCount} query slice${q.sliceCount === 1 ? '' : 's'} (${q.firstSlice}–${q.lastSlice})${q.text !== undefined ? ` fused with the text “${q.text}”` : ''}; ` +
+      `search ${timings.searchMs.toFixed(0)} ms${q.reusedStoredVectors ? '' : `, embedding ${timings.queryMs.toFixed(0)} ms`}.`;
+  const warnings = q.warnings?.length ? ` Note: ${q.warnings.join('; ')}.` : '';
+  return what + warnings + (response.viewerLinkProblem ? ` No viewer links: ${response.viewerLinkProblem}` : '');
+}

@@ -33,6 +33,24 @@ export class TextPanel implements SourcePanel {
     });
   }
 
+  /** The method a volume query had before the text chose 3D-MIR's text method. */
+  private volumeMethod: string | undefined;
+
+  /** Switches the method menu to slice-count while the text is the source, and back after; true when changed. */
+  chooseMethod(textChosen: boolean, method: HTMLSelectElement): boolean {
+    if (textChosen && this.volumeMethod === undefined) {
+      this.volumeMethod = method.value;
+      method.value = 'slice-count';
+      return true;
+    }
+    if (!textChosen && this.volumeMethod !== undefined) {
+      method.value = this.volumeMethod;
+      this.volumeMethod = undefined;
+      return true;
+    }
+    return false;
+  }
+
   activate(): QuerySource | undefined {
     const text = this.box.value.trim();
     if (!text) return undefined;
