@@ -172,10 +172,18 @@ export interface RunOutput {
 }
 
 /** Runs `session` on plain tensors (no copy of the inputs) and returns the named outputs as plain data. */
-export async function runSession(session: InferenceSession, feeds: Record<string, TensorData>, outputNames?: readonly string[]): Promise<Record<string, RunOutput>> {
+export async function runSession(
+  session: InferenceSession,
+  feeds: Record<string, TensorData>,
+  outputNames?: readonly string[],
+  options: { quiet?: boolean } = {},
+): Promise<Record<string, RunOutput>> {
   const tensors: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) tensors[name] = new ort.Tensor(t.type, t.data, t.dims);
-  const results = outputNames ? await session.run(tensors, [...outputNames]) : await session.run(tensors);
+  // quiet: ONNX Runtime would also print its own multi-line log of a failed run to stderr, where the
+  // caller says it in one line.
+  const runOptions: ort.InferenceSession.RunOptions = options.quiet ? { logSeverityLevel: 4 } : {};
+  const results = outputNames ? await session.run(tensors, [...outputNames], runOptions) : await session.run(tensors, runOptions);
   const out: Record<string, RunOutput> = {};
   for (const [name, tensor] of Object.entries(results)) {
     out[name] = { type: tensor.type, data: tensor.data, dims: tensor.dims.slice() };

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type * as ort from 'onnxruntime-node';
+import type { ValueMetadata } from '../compute/session.js';
 import { EncoderError } from './errors.js';
 import { inputSpecFromConfigs } from './hf-folder.js';
 import type { ModelInputSpec } from './model-io.js';
@@ -161,7 +161,7 @@ export async function openClipTextEncoder(dir: string, options: ClipOpenOptions 
     contextLength: folder.contextLength,
     pairTag,
     sequencePooling: folder.sequencePooling,
-    ...(folder.combined ? { output: 'text_embeds', extraFeeds: (inputs: readonly ort.InferenceSession.ValueMetadata[]) => pixelFeeds(inputs, folder.imageInput) } : {}),
+    ...(folder.combined ? { output: 'text_embeds', extraFeeds: (inputs: readonly ValueMetadata[]) => pixelFeeds(inputs, folder.imageInput) } : {}),
     ...(folder.configVocabSize !== undefined ? { configVocabSize: folder.configVocabSize } : {}),
     ...(options.executionProvider ? { executionProvider: options.executionProvider } : {}),
     ...(options.intraOpThreads ? { intraOpThreads: options.intraOpThreads } : {}),
@@ -192,7 +192,7 @@ export async function openClipModel(dir: string, options: ClipOpenOptions = {}):
 }
 
 /** A combined model's token inputs, fed a one-token text while images are embedded. */
-function tokenFeeds(inputs: readonly ort.InferenceSession.ValueMetadata[], tokenizer: TextTokenizer): Record<string, ConstantFeed> {
+function tokenFeeds(inputs: readonly ValueMetadata[], tokenizer: TextTokenizer): Record<string, ConstantFeed> {
   const feeds: Record<string, ConstantFeed> = {};
   for (const meta of inputs) {
     if (!meta.isTensor || meta.name === 'pixel_values') continue;
@@ -205,7 +205,7 @@ function tokenFeeds(inputs: readonly ort.InferenceSession.ValueMetadata[], token
 }
 
 /** A combined model's pixel input, fed one blank image while texts are embedded. */
-function pixelFeeds(inputs: readonly ort.InferenceSession.ValueMetadata[], spec: Partial<ModelInputSpec>): Record<string, ConstantFeed> {
+function pixelFeeds(inputs: readonly ValueMetadata[], spec: Partial<ModelInputSpec>): Record<string, ConstantFeed> {
   const meta = inputs.find((m) => m.name === 'pixel_values');
   if (!meta || !meta.isTensor) return {};
   const fixed = (d: number | string | undefined, fallback: number): number => (typeof d === 'number' && d > 0 ? d : fallback);

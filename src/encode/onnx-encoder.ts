@@ -7,8 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import type * as ort from 'onnxruntime-node';
-import { Tensor } from 'onnxruntime-node';
+import { runSession, type InferenceSession, type TensorData, type ValueMetadata } from '../compute/session.js';
 import {
   ComputeError,
   createSession as createComputeSession,
@@ -92,17 +91,17 @@ export interface ConstantFeed {
 }
 
 /** Constant feeds, or a function that makes them from the model's inputs once the session is open. */
-export type ExtraFeeds = Record<string, ConstantFeed> | ((inputs: readonly ort.InferenceSession.ValueMetadata[]) => Record<string, ConstantFeed>);
+export type ExtraFeeds = Record<string, ConstantFeed> | ((inputs: readonly ValueMetadata[]) => Record<string, ConstantFeed>);
 
-export function resolveExtraFeeds(feeds: ExtraFeeds | undefined, session: ort.InferenceSession): Record<string, ort.Tensor> {
+export function resolveExtraFeeds(feeds: ExtraFeeds | undefined, session: InferenceSession): Record<string, TensorData> {
   const plain = typeof feeds === 'function' ? feeds(session.inputMetadata) : (feeds ?? {});
   return Object.fromEntries(Object.entries(plain).map(([name, feed]) => [name, constantTensor(feed)]));
 }
 
-export function constantTensor(feed: ConstantFeed): ort.Tensor {
-  if (feed.type === 'int64') return new Tensor('int64', BigInt64Array.from(feed.values, (v) => BigInt(v)), feed.dims);
-  if (feed.type === 'int32') return new Tensor('int32', Int32Array.from(feed.values), feed.dims);
-  return new Tensor('float32', Float32Array.from(feed.values), feed.dims);
+export function constantTensor(feed: ConstantFeed): TensorData {
+  if (feed.type === 'int64') return { type: 'int64', data: BigInt64Array.from(feed.values, (v) => BigInt(v)), dims: feed.dims };
+  if (feed.type === 'int32') return { type: 'int32', data: Int32Array.from(feed.values), dims: feed.dims };
+  return { type: 'float32', data: Float32Array.from(feed.values), dims: feed.dims };
 }
 
 const PREFERRED_OUTPUTS = ['image_embeds', 'pooler_output', 'features', 'embeddings'];
@@ -125,11 +124,11 @@ export class OnnxEncoder implements Encoder {
   readonly providerNote: string | undefined;
   /** The model's fixed batch size (e.g. 1 for a model exported without a dynamic batch axis), else undefined. */
   readonly fixedBatch: number | undefined;
-  private readonly extraFeeds: Record<string, ort.Tensor>;
-  private session: ort.InferenceSession | undefined;
+  private readonly extraFeeds: Record<string, TensorData>;
+  private session: InferenceSession | undefined;
 
   private constructor(init: {
-    session: ort.InferenceSession;
+    session: InferenceSession;
     name: string;
     dim: number;
     preprocessing: SlicePreprocessing;
@@ -142,7 +141,7 @@ export class OnnxEncoder implements Encoder {
     provider: ProviderName;
     providerNote: string | undefined;
     fixedBatch: number | undefined;
-    extraFeeds: Record<string, ort.Tensor>;
+    extraFeeds: Record<string, TensorData>;
     idTag: string | undefined;
   }) {
     this.session = init.session;
@@ -185,7 +184,7 @@ export class OnnxEncoder implements Encoder {
   }
 
   private static async fromSession(
-    session: ort.InferenceSession,
+    session: InferenceSession,
     ctx: {
       modelPath: string;
       modelSha256: string;
@@ -312,23 +311,21 @@ function encoderId(init: { name: string; modelSha256: string; preprocessing: Sli
   ].join('|');
 }
 
-async function runModel(session: ort.InferenceSession, inputName: string, outputName: string, data: Float32Array, spec: ModelInputSpec, count: number, source: string, extraFeeds: Record<string, ort.Tensor>): Promise<{ data: Float32Array; dims: number[] }> {
+async function runModel(session: InferenceSession, inputName: string, outputName: string, data: Float32Array, spec: ModelInputSpec, count: number, source: string, extraFeeds: Record<string, TensorData>): Promise<{ data: Float32Array; dims: number[] }> {
   const shape = spec.layout === 'NCHW' ? [count, spec.channels, spec.heightPx, spec.widthPx] : [count, spec.heightPx, spec.widthPx, spec.channels];
-  const feeds = { ...extraFeeds, [inputName]: new Tensor('float32', data, shape) };
-  let results: ort.InferenceSession.ReturnType;
+  const feeds: Record<string, TensorData> = { ...extraFeeds, [inputName]: { type: 'float32', data, dims: shape } };
+  let results: Awaited<ReturnType<typeof runSession>>;
   try {
-    results = await session.run(feeds, [outputName]);
+    results = await runSession(session, feeds, [outputName]);
   } catch (cause) {
     throw new EncoderError('INCOMPATIBLE_INPUT', source, `inference failed on input [${shape.join(',')}]: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
   const tensor = results[outputName];
   if (tensor.type !== 'float32') throw new EncoderError('BAD_OUTPUT', source, `output ${outputName} is ${tensor.type}, not float32`);
-  const out = { data: tensor.data as Float32Array, dims: tensor.dims.slice() };
-  tensor.dispose();
-  return out;
+  return { data: tensor.data as Float32Array, dims: tensor.dims };
 }
 
-function pickInput(session: ort.InferenceSession, requested: string | undefined, source: string, fed: string[] = []): string {
+function pickInput(session: InferenceSession, requested: string | undefined, source: string, fed: string[] = []): string {
   if (requested !== undefined) {
     if (!session.inputNames.includes(requested)) throw new EncoderError('INCOMPATIBLE_INPUT', source, `no input named ${requested}; inputs: ${session.inputNames.join(', ')}`);
     if (session.inputNames.some((name) => name !== requested && !fed.includes(name))) throw new EncoderError('INCOMPATIBLE_INPUT', source, `model needs ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); an image encoder takes only pixels (export the vision tower alone)`);
@@ -340,7 +337,7 @@ function pickInput(session: ort.InferenceSession, requested: string | undefined,
   return session.inputNames[0];
 }
 
-function pickOutput(session: ort.InferenceSession, requested: string | number | undefined, source: string): string {
+function pickOutput(session: InferenceSession, requested: string | number | undefined, source: string): string {
   const names = session.outputNames;
   if (typeof requested === 'number') {
     if (!Number.isInteger(requested) || requested < 0 || requested >= names.length) {
@@ -361,7 +358,7 @@ function fixedDim(value: number | string | undefined): number | undefined {
 
 /** Works out layout, channels and size from the model's input shape, the HF config and the options; any
  * disagreement between them is an INCOMPATIBLE_INPUT error naming both sides. */
-export function resolveInputSpec(meta: ort.InferenceSession.ValueMetadata | undefined, fromConfig: Partial<ModelInputSpec>, options: OnnxEncoderOptions, source: string): { inputSpec: ModelInputSpec; fixedBatch: number | undefined } {
+export function resolveInputSpec(meta: ValueMetadata | undefined, fromConfig: Partial<ModelInputSpec>, options: OnnxEncoderOptions, source: string): { inputSpec: ModelInputSpec; fixedBatch: number | undefined } {
   const incompatible = (detail: string): never => {
     throw new EncoderError('INCOMPATIBLE_INPUT', source, detail);
   };

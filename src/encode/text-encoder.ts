@@ -4,7 +4,7 @@
  * learned from an archive's captions (learned-text.ts). Either is paired with exactly one image encoder id:
  * a text vector means something only against the image vectors it was made for.
  */
-import * as ort from 'onnxruntime-node';
+import { runSession, type InferenceSession, type TensorData } from '../compute/session.js';
 import { EncoderError } from './errors.js';
 import { constantTensor, createSession, resolveExtraFeeds, sha256File, type ExecutionProviderChoice, type ExtraFeeds, type ProviderName } from './onnx-encoder.js';
 import { l2NormalizeRows } from './model-io.js';
@@ -86,7 +86,7 @@ export class OnnxTextEncoder implements TextEncoder {
   readonly pooling: TextPooling;
 
   private constructor(
-    private session: ort.InferenceSession | undefined,
+    private session: InferenceSession | undefined,
     private readonly tokenizer: TextTokenizer,
     private readonly io: TextTowerIo,
     init: { name: string; dim: number; pairTag: string; contextLength: number; provider: ProviderName; modelSha256: string; pooling: TextPooling },
@@ -173,10 +173,10 @@ interface TextTowerIo {
   outputName: string;
   fixedBatch: number | undefined;
   fixedSequence: number | undefined;
-  extraFeeds: Record<string, ort.Tensor>;
+  extraFeeds: Record<string, TensorData>;
 }
 
-function textTowerIo(session: ort.InferenceSession, source: string, options: OnnxTextEncoderOptions): TextTowerIo {
+function textTowerIo(session: InferenceSession, source: string, options: OnnxTextEncoderOptions): TextTowerIo {
   const metas = session.inputMetadata;
   const intInputs = metas.filter((m) => m.isTensor && (m.type === 'int64' || m.type === 'int32')).map((m) => m.name);
   const idsName = IDS_INPUTS.find((name) => intInputs.includes(name)) ?? intInputs.find((name) => !/mask|type|position/.test(name));
@@ -207,7 +207,7 @@ function textTowerIo(session: ort.InferenceSession, source: string, options: Onn
   };
 }
 
-async function runTextTower(session: ort.InferenceSession, io: TextTowerIo, ids: number[][], contextLength: number, padId: number, source: string): Promise<{ data: Float32Array; dims: number[] }> {
+async function runTextTower(session: InferenceSession, io: TextTowerIo, ids: number[][], contextLength: number, padId: number, source: string): Promise<{ data: Float32Array; dims: number[] }> {
   const batch = ids.length;
   const length = io.fixedSequence ?? Math.min(contextLength, Math.max(...ids.map((row) => row.length)));
   const values = new Array<number>(batch * length).fill(padId);
@@ -218,24 +218,21 @@ async function runTextTower(session: ort.InferenceSession, io: TextTowerIo, ids:
       mask[n * length + t] = 1;
     });
   });
-  const tensor = (data: number[]): ort.Tensor => constantTensor({ type: io.idsType, dims: [batch, length], values: data });
-  const feeds: Record<string, ort.Tensor> = { ...io.extraFeeds, [io.idsName]: tensor(values) };
+  const tensor = (data: number[]): TensorData => constantTensor({ type: io.idsType, dims: [batch, length], values: data });
+  const feeds: Record<string, TensorData> = { ...io.extraFeeds, [io.idsName]: tensor(values) };
   if (io.maskName) feeds[io.maskName] = tensor(mask);
   if (io.tokenTypesName) feeds[io.tokenTypesName] = tensor(new Array<number>(batch * length).fill(0));
   if (io.positionsName) feeds[io.positionsName] = tensor(Array.from({ length: batch * length }, (_, i) => i % length));
-  let results: ort.InferenceSession.ReturnType;
+  let results: Awaited<ReturnType<typeof runSession>>;
   try {
-    // ONNX Runtime would also print its own multi-line log of a failed run to stderr; the error thrown
-    // below says it in one line (the probe of a mismatched tokenizer fails here by design).
-    results = await session.run(feeds, [io.outputName], { logSeverityLevel: 4 });
+    // Quiet: the error thrown below says it in one line (the probe of a mismatched tokenizer fails here by design).
+    results = await runSession(session, feeds, [io.outputName], { quiet: true });
   } catch (cause) {
     throw new EncoderError('INCOMPATIBLE_INPUT', source, `text inference failed on [${batch},${length}] token ids: ${firstLine(cause)}`, { cause });
   }
   const out = results[io.outputName];
   if (out.type !== 'float32') throw new EncoderError('BAD_OUTPUT', source, `text output ${io.outputName} is ${out.type}, not float32`);
-  const result = { data: out.data as Float32Array, dims: out.dims.slice() };
-  out.dispose();
-  return result;
+  return { data: out.data as Float32Array, dims: out.dims };
 }
 
 function poolText(output: { data: Float32Array; dims: number[] }, ids: number[][], pooling: TextPooling, dim: number, contextLength: number, fixedSequence: number | undefined): Float32Array {

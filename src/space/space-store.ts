@@ -6,8 +6,7 @@
  * searched exactly with compute's top-k kernel; approximate mode is answered exactly in a space.
  */
 import { exactTopK } from '../compute/topk.js';
-import { compileFilter } from '../store/filter.js';
-import { poolAll } from '../store/pooling.js';
+import { compileFilter, poolAll } from '../store/index.js';
 import type {
   ApproximateIndexReport,
   ArtifactStore,
