@@ -113,7 +113,10 @@ async function main(): Promise<void> {
     });
     const ort = SLICES_PER_RUN / ortSeconds;
     const tfjs = SLICES_PER_RUN / tfSeconds;
-    process.stdout.write(`${String(size).padStart(5)} ${ort.toFixed(1).padStart(22)} ${tfjs.toFixed(1).padStart(20)} ${`${(ort / tfjs).toFixed(1)}×`.padStart(7)}\n`);
+    // Skipped TF.js runs print a dash, not NaN.
+    const tfText = SKIP_TFJS ? '-' : tfjs.toFixed(1);
+    const ratioText = SKIP_TFJS ? '-' : `${(ort / tfjs).toFixed(1)}×`;
+    process.stdout.write(`${String(size).padStart(5)} ${ort.toFixed(1).padStart(22)} ${tfText.padStart(20)} ${ratioText.padStart(7)}\n`);
   }
   nsfw.dispose();
 

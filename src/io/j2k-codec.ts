@@ -157,11 +157,12 @@ class J2kPool {
 
 let pool: J2kPool | undefined;
 
-/** Worker threads used for a series of `frameCount` frames: none for one frame, and by default none on
- * one or two cores: bench:io on the shared 2-core machine measured the pool slower than one thread (0.55×
- * against 0.74× pydicom), the workers only competing for the same cores. MIR3D_DECODE_THREADS=N sets it. */
+/** Worker threads used for a series of `frameCount` frames: none for one frame or on one core, else one
+ * per core. bench:io on the idle 2-core machine: 1.01–1.13× pydicom on the pool against 0.59–0.79× in one
+ * thread (three runs); while other jobs held both cores the pool lost (0.55× against 0.74×), the workers
+ * only competing for them. MIR3D_DECODE_THREADS=N sets it (1: decode in this thread). */
 export function j2kThreadsFor(frameCount: number, cores = availableParallelism(), env: NodeJS.ProcessEnv = process.env): number {
-  const fallback = cores > 2 ? cores : 1;
+  const fallback = cores >= 2 ? cores : 1;
   const wanted = Number(env.MIR3D_DECODE_THREADS ?? fallback);
   const threads = Math.max(1, Math.floor(Number.isFinite(wanted) ? wanted : fallback));
   return frameCount < 2 || threads < 2 ? 0 : threads;
