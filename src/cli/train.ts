@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_TEXT_SPACE } from '../space/learned-text.js';
-import { fitNormalization, seededRandom } from '../space/fit.js';
+import { fitNormalization } from '../space/fit.js';
+import { uniformStream } from '../synth/random.js';
 import { spaceModel } from '../space/graph.js';
 import { HEAD_METHODS, trainHead, type HeadMethod } from '../space/train-head.js';
 import { defaultSpaceName, listSpaces, loadSpace, RAW_SPACE, removeSpace, saveSpace, setDefaultSpace, spaceId } from '../space/persist.js';
@@ -51,7 +52,7 @@ async function normalize(store: Store, options: TrainCommandOptions): Promise<vo
   const limit = options.sample ?? 100_000;
   let sample: number[] | undefined;
   if (rows > limit) {
-    const random = seededRandom(options.seed);
+    const random = uniformStream(options.seed);
     sample = Array.from({ length: rows }, (_, i) => i).map((i) => ({ i, key: random() })).sort((a, b) => a.key - b.key).slice(0, limit).map((x) => x.i).sort((a, b) => a - b);
   }
   const fit = await fitNormalization(slices.vectors, store.dim, { ...(sample ? { rows: sample } : {}), ...(options.whiten ? { whitenDim: options.whiten } : {}) });

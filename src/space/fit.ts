@@ -15,6 +15,7 @@ import { exactTopK } from '../compute/topk.js';
 import { computeSessions } from '../compute/runtime.js';
 import { runSession } from '../compute/session.js';
 import { symmetricEigen } from './eigen.js';
+import { uniformStream } from '../synth/random.js';
 import { SpaceError } from './errors.js';
 import { spaceModel, type AffineLayer } from './graph.js';
 import { SpaceKernel } from './kernel.js';
@@ -92,17 +93,6 @@ export async function fitNormalization(vectors: Float32Array, dim: number, optio
 // Grouped split
 // ---------------------------------------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32): a fixed seed reproduces every split and sample. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Groups shuffled with the seed and dealt into `folds` folds of about equal row counts; returns each
  * row's fold. Rows of one group always share a fold. */
@@ -110,7 +100,7 @@ export function groupedFolds(groups: ReadonlyArray<string>, folds: number, seed:
   const sizes = new Map<string, number>();
   for (const g of groups) sizes.set(g, (sizes.get(g) ?? 0) + 1);
   if (sizes.size < folds) throw new SpaceError('BAD_LABELS', 'groups', `${sizes.size} group(s) cannot fill ${folds} folds; every fold needs groups of its own`);
-  const random = seededRandom(seed);
+  const random = uniformStream(seed);
   const names = [...sizes.keys()].sort();
   for (let i = names.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
@@ -364,13 +354,13 @@ export function validationSplit(data: LabelledRows, options: Pick<HeadOptions, '
   let validation = all.filter((_, i) => fold[i] === 0);
   const maxQueries = options.maxValidationQueries ?? DEFAULT_VALIDATION_QUERIES;
   if (validation.length > maxQueries) {
-    const random = seededRandom(seed + 1);
+    const random = uniformStream(seed + 1);
     validation = validation.map((r) => ({ r, key: random() })).sort((a, b) => a.key - b.key).slice(0, maxQueries).map((v) => v.r).sort((a, b) => a - b);
   }
   const maxDatabase = options.maxValidationDatabase ?? DEFAULT_VALIDATION_DATABASE;
   let database = inner;
   if (inner.length > maxDatabase) {
-    const random = seededRandom(seed + 2);
+    const random = uniformStream(seed + 2);
     database = inner.map((r) => ({ r, key: random() })).sort((a, b) => a.key - b.key).slice(0, maxDatabase).map((v) => v.r).sort((a, b) => a - b);
   }
   return { all, inner, validation, database, groupCount };

@@ -10,8 +10,9 @@
  * are a few lines, and a loop over Float32Arrays avoids tfjs's tensor bookkeeping. The batch, not the
  * archive, sets the cost of a step, so 100k slices train as fast as 1k (only the PCA grows with them).
  */
+import { uniformStream } from '../synth/random.js';
 import { SpaceError } from './errors.js';
-import { randomP5, seededRandom, spaceP5, validationSplit, whiteningOf, type LabelledRows } from './fit.js';
+import { randomP5, spaceP5, validationSplit, whiteningOf, type LabelledRows } from './fit.js';
 import type { AffineLayer } from './graph.js';
 
 export interface MlpOptions {
@@ -132,7 +133,7 @@ export async function fitMlpHead(data: LabelledRows, options: MlpOptions = {}): 
   const started = performance.now();
   const seed = options.seed ?? 1;
   const { inner, validation, database, groupCount } = validationSplit(data, { seed, ...(options.rows ? { rows: options.rows } : {}) });
-  const random = seededRandom(seed + 17);
+  const random = uniformStream(seed + 17);
   const { layer: whiten, z } = await whiteningOf(data, inner, options.inputDim ?? 128);
   const p = whiten.outDim;
   const h = options.hidden ?? 256;

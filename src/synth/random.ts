@@ -39,17 +39,22 @@ function hash32(text: string): number {
   return h >>> 0;
 }
 
-/** mulberry32: tiny, fast, and good enough for noise and jitter (not for cryptography). */
-function mulberry32(seed: number): Random {
+/** mulberry32 straight from a numeric seed, uniform in [0, 1): tiny, fast, and good enough for noise,
+ * jitter and data splits (not for cryptography). */
+export function uniformStream(seed: number): () => number {
   let state = seed >>> 0;
-  let spare: number | undefined;
-  const next = (): number => {
+  return () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+function mulberry32(seed: number): Random {
+  const next = uniformStream(seed);
+  let spare: number | undefined;
   return {
     next,
     uniform: (lo, hi) => lo + (hi - lo) * next(),
