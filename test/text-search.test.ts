@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { analyzeText, hashTextFeatures, namedTextFeatures } from '../src/encode/text-features.js';
-import type { Volume } from '../src/io/volume.js';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { openLearnedTextEncoder } from '../src/space/learned-text.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { writeTinyClipFolder } from './helpers/tiny-clip.js';
+import { uniformVolume } from './helpers/text-archive.js';
 
 describe('text features', () => {
   test('negation scope: "no tumour" is not "tumour", and the scope ends at the clause', () => {
@@ -45,20 +45,6 @@ describe('text features', () => {
   });
 });
 
-/** Uniform volumes: the HU fixes what each of the three windows (abdomen, lung, bone) shows. */
-function uniform(hu: number): Volume {
-  const dims: [number, number, number] = [32, 32, 6];
-  return {
-    data: new Int16Array(dims[0] * dims[1] * dims[2]).fill(hu),
-    dims,
-    spacingMm: [2, 2, 2],
-    affineRas: [-2, 0, 0, 30, 0, -2, 0, 30, 0, 0, 2, 0, 0, 0, 0, 1],
-    modality: 'CT',
-    source: { path: 'memory', format: 'generated', orientation: 'LPS', storedDataType: 'int16' },
-    corrections: [],
-  };
-}
-
 describe('mir3d search --text', () => {
   const root = mkdtempSync(join(tmpdir(), 'mir3d-text-'));
   const archive = join(root, 'archive');
@@ -68,7 +54,7 @@ describe('mir3d search --text', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
   before(async () => {
     mkdirSync(archive, { recursive: true });
-    for (const [name, hu] of Object.entries(kinds)) await writeNifti(join(archive, `${name}.nii.gz`), uniform(hu));
+    for (const [name, hu] of Object.entries(kinds)) await writeNifti(join(archive, `${name}.nii.gz`), uniformVolume(hu));
     const captions = { soft: 'soft tissue of the abdomen', lung: 'lung with air', bone: 'dense bone', soft2: 'abdomen soft tissue', lung2: 'air in the lungs', bone2: 'bone' };
     writeFileSync(join(root, 'labels.csv'), `name,caption,patient\n${Object.entries(captions).map(([n, c], i) => `${n}.nii.gz,${c},p${i % 3}`).join('\n')}\n`);
     writeFileSync(join(root, 'eval.csv'), `path,caption,patient,tissue\n${Object.entries(captions).map(([n, c], i) => `archive/${n}.nii.gz,${c},p${Math.floor(i / 2)},${n.replace('2', '')}`).join('\n')}\n`);
