@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import yazl from 'yazl';
 import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
 import { canonicalInt16Sha256 } from '../src/io/volume-stats.js';
@@ -16,6 +15,7 @@ import { SEARCH_METHODS } from '../src/search/types.js';
 import { ServerConfigError, startServer, type RunningServer } from '../src/server/app.js';
 import { TOKEN_FILE } from '../src/server/auth.js';
 import { openStore } from '../src/store/index.js';
+import { zipOf } from './helpers/zip.js';
 import { runCli } from './helpers/cli.js';
 import { bearer, jsonRequest, readPng, type ErrorBody } from './helpers/http.js';
 import { buildPhantomIndex, type PhantomIndex } from './helpers/phantom-index.js';
@@ -89,20 +89,6 @@ async function upload(bytes: Uint8Array, on: RunningServer = server, path = '/ap
   return jsonRequest(url(path, on), { method: 'POST', headers: auth(), body: multipart(bytes) });
 }
 
-function zipOf(entries: { name: string; bytes?: Buffer; mode?: number; directory?: boolean }[]): Promise<Buffer> {
-  const zip = new yazl.ZipFile();
-  for (const entry of entries) {
-    if (entry.directory) zip.addEmptyDirectory(entry.name);
-    else zip.addBuffer(entry.bytes ?? Buffer.alloc(0), entry.name, entry.mode ? { mode: entry.mode } : {});
-  }
-  zip.end();
-  const chunks: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    zip.outputStream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    zip.outputStream.on('end', () => resolve(Buffer.concat(chunks)));
-    zip.outputStream.on('error', reject);
-  });
-}
 
 /** Renames an entry in a built zip (local header and central directory), for names yazl refuses. */
 function renameEntry(zip: Buffer, from: string, to: string): Buffer {

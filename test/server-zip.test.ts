@@ -3,9 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import yazl from 'yazl';
 import { ApiError } from '../src/server/errors.js';
 import { extractZip } from '../src/server/zip.js';
+import { zipOf } from './helpers/zip.js';
 
 /** The zip unpacker's bounds, checked on the files it leaves on disk, not only on its answer. */
 
@@ -13,17 +13,6 @@ const work = mkdtempSync(join(tmpdir(), 'mir3d-zip-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
 
-function zipOf(entries: { name: string; bytes: Buffer }[]): Promise<Buffer> {
-  const zip = new yazl.ZipFile();
-  for (const entry of entries) zip.addBuffer(entry.bytes, entry.name);
-  zip.end();
-  const chunks: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    zip.outputStream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    zip.outputStream.on('end', () => resolve(Buffer.concat(chunks)));
-    zip.outputStream.on('error', reject);
-  });
-}
 
 /** Sets every entry's declared uncompressed size (local headers and central directory) to `bytes`: a
  * bomb whose headers lie, so only counting the inflated bytes can stop it. */

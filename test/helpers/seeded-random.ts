@@ -1,18 +1,10 @@
-/** Seeded randomness for property tests: the same cases on every run and machine, no dependency. */
+/** Seeded randomness for property tests: the same cases on every run and machine. */
+import { uniformStream } from '../../src/synth/random.js';
 
 export type Rng = () => number;
 
-/** mulberry32: uniform in [0, 1). */
-export function seededRng(seed: number): Rng {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the generator the phantoms and learned spaces use. */
+export const seededRng: (seed: number) => () => number = uniformStream;
 
 export function randomInt(rng: Rng, lo: number, hi: number): number {
   return lo + Math.floor(rng() * (hi - lo + 1));

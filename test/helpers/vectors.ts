@@ -5,18 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { VolumeRecord, VolumeVectors } from '../../src/store/types.js';
+import { uniformStream } from '../../src/synth/random.js';
 
-/** mulberry32: small, fast, seedable. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the generator the phantoms and learned spaces use. */
+export const rng: (seed: number) => () => number = uniformStream;
 
 export function gaussian(random: () => number): () => number {
   return () => {
