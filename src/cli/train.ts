@@ -3,7 +3,7 @@ import { DEFAULT_TEXT_SPACE } from '../space/learned-text.js';
 import { fitNormalization } from '../space/fit.js';
 import { uniformStream } from '../synth/random.js';
 import { spaceModel } from '../space/graph.js';
-import { HEAD_METHODS, trainHead, type HeadMethod } from '../space/train-head.js';
+import { HEAD_METHODS, trainHead, type HeadMethod, type SliceTargetLabels } from '../space/train-head.js';
 import { defaultSpaceName, listSpaces, loadSpace, RAW_SPACE, removeSpace, saveSpace, setDefaultSpace, spaceId } from '../space/persist.js';
 import { slicesOfStore } from '../space/slices.js';
 import { StoreError } from '../store/errors.js';
@@ -12,11 +12,14 @@ import type { Store } from '../store/types.js';
 import { collect, positiveInteger } from './options.js';
 import { startProgress } from './progress.js';
 import { trainCaptions } from './train-text.js';
+import { sliceTargetsFromCsv } from './train-masks.js';
 
 interface TrainCommandOptions {
   db: string;
   captions?: string;
   target: string[];
+  sliceTarget: string[];
+  masks?: string;
   groupBy?: string;
   normalize?: boolean;
   whiten?: number;
@@ -39,7 +42,9 @@ function listText(store: Store): string {
   for (const s of listSpaces(store)) {
     const t = s.training as Record<string, unknown>;
     const validation = t.validation as { p5?: number; rawP5?: number } | undefined;
-    const what = s.kind === 'head' ? `head (${String(t.method)}) for ${(t.targets as string[] | undefined)?.join(', ') ?? '?'}${validation?.p5 !== undefined ? `, validation P@5 ${validation.p5.toFixed(3)} (raw ${validation.rawP5?.toFixed(3)})` : ''}` : `normalization (${String(t.method)})`;
+    const perSlice = new Map(((t.sliceTargets as Array<{ name: string; values: number[] }> | undefined) ?? []).map((x) => [x.name, x.values]));
+    const targets = (t.targets as string[] | undefined)?.map((name) => (perSlice.has(name) ? `${name} (per slice, mask ${perSlice.get(name)!.join(',')})` : name)).join(', ');
+    const what = s.kind === 'head' ? `head (${String(t.method)}) for ${targets ?? '?'}${validation?.p5 !== undefined ? `, validation P@5 ${validation.p5.toFixed(3)} (raw ${validation.rawP5?.toFixed(3)})` : ''}` : `normalization (${String(t.method)})`;
     lines.push(`${s.name}${current === s.name ? '  (default)' : ''}  ${what}, ${s.inputDim} → ${s.outputDim}, ${spaceId(s)}, ${s.createdAt}`);
   }
   return `${lines.join('\n')}\n`;
@@ -65,11 +70,21 @@ async function normalize(store: Store, options: TrainCommandOptions): Promise<vo
 async function head(store: Store, options: TrainCommandOptions): Promise<void> {
   if (!options.groupBy) throw new InvalidArgumentError('--group-by <column> is required with --target (e.g. patient): validation must hold whole patients out');
   const method = options.method as HeadMethod;
+  let sliceTargets: SliceTargetLabels | undefined;
+  if (options.sliceTarget.length > 0) {
+    if (!options.masks) throw new InvalidArgumentError('--slice-target needs --masks FILE.csv: a CSV pairing each indexed volume (path) with its mask (mask)');
+    const fromMasks = await sliceTargetsFromCsv(store, options.masks, options.sliceTarget, options.progress);
+    sliceTargets = fromMasks.labels;
+    for (const line of fromMasks.lines) process.stderr.write(`${line}\n`);
+  } else if (options.masks) {
+    throw new InvalidArgumentError('--masks is for --slice-target NAME=VALUES (e.g. --slice-target tumour=2,3)');
+  }
   const progress = startProgress(`training (${method})`, 1, method === 'lda' ? 'candidates' : 'epochs', options.progress);
   let trained;
   try {
     trained = await trainHead(store, {
       targets: options.target,
+      ...(sliceTargets ? { sliceTargets } : {}),
       groupBy: options.groupBy,
       method,
       seed: options.seed,
@@ -102,6 +117,8 @@ export function registerTrain(program: Command): void {
     )
     .requiredOption('--db <dir>', 'index directory')
     .option('--target <column>', 'label the head learns: slices with the same value come together (repeatable)', collect, [])
+    .option('--slice-target <name=values>', 'a per-slice label from masks: a slice is NAME=yes when its mask holds one of VALUES there (e.g. tumour=2,3; repeatable; needs --masks)', collect, [])
+    .option('--masks <csv>', "with --slice-target: a CSV pairing each indexed volume (path or name column, as --labels) with its mask on the volume's grid (mask column)")
     .option('--captions <column>', 'learn a text space from this caption label, so `mir3d search --text` works without a CLIP model')
     .option('--normalize', 'fit archive statistics: mean-centring (with --whiten: PCA-whitening)')
     .option('--group-by <column>', 'label keeping a patient together (e.g. patient): validation holds whole groups out')
@@ -117,8 +134,8 @@ export function registerTrain(program: Command): void {
     .option('--list', 'list the spaces of the index and exit')
     .option('--no-progress', 'no progress display')
     .action(async (options: TrainCommandOptions) => {
-      const modes = [options.captions !== undefined, options.target.length > 0, options.normalize === true, options.list === true, options.setDefault !== undefined, options.remove !== undefined].filter(Boolean).length;
-      if (modes !== 1) throw new InvalidArgumentError('give one of --target COLUMN (a head), --normalize, --captions COLUMN (a text space), --list, --set-default NAME or --remove NAME');
+      const modes = [options.captions !== undefined, options.target.length > 0 || options.sliceTarget.length > 0, options.normalize === true, options.list === true, options.setDefault !== undefined, options.remove !== undefined].filter(Boolean).length;
+      if (modes !== 1) throw new InvalidArgumentError('give one of --target COLUMN or --slice-target NAME=VALUES (a head), --normalize, --captions COLUMN (a text space), --list, --set-default NAME or --remove NAME');
       if (!HEAD_METHODS.includes(options.method as HeadMethod)) throw new InvalidArgumentError(`--method: ${HEAD_METHODS.join(' or ')}`);
       if (options.captions !== undefined) {
         await trainCaptions({ db: options.db, captions: options.captions, ...(options.groupBy ? { groupBy: options.groupBy } : {}), ...(options.name ? { name: options.name } : {}), seed: options.seed, ...(options.steps ? { steps: options.steps } : {}), progress: options.progress });

@@ -89,3 +89,21 @@ export function sliceZMm(volume: Pick<Volume, 'dims' | 'affineRas'>, k: number):
   const cj = (volume.dims[1] - 1) / 2;
   return a[8] * ci + a[9] * cj + a[10] * k + a[11];
 }
+
+/**
+ * Why `other` (a mask) does not lie on `volume`'s canonical voxel grid, or undefined when it does: same
+ * dims and the same voxel → mm affine up to 1 µm (float rounding of headers written by different tools),
+ * so slice k of one is slice k of the other.
+ */
+export function gridDifference(volume: Pick<Volume, 'dims' | 'affineRas'>, other: Pick<Volume, 'dims' | 'affineRas'>): string | undefined {
+  const [a, b] = [volume.dims, other.dims];
+  if (a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2]) return `mask dims ${b.join('×')} differ from the volume's ${a.join('×')}`;
+  const toleranceMm = 1e-3;
+  for (let n = 0; n < 12; n++) {
+    const difference = Math.abs(volume.affineRas[n] - other.affineRas[n]);
+    if (!(difference <= toleranceMm)) {
+      return `mask affine differs from the volume's (entry ${n}: ${other.affineRas[n]} vs ${volume.affineRas[n]}); resample the mask onto the volume's grid`;
+    }
+  }
+  return undefined;
+}

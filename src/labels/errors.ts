@@ -7,3 +7,11 @@ export class LabelFileError extends Mir3dError<'BAD_LABEL_FILE'> {
     super('BAD_LABEL_FILE', message);
   }
 }
+
+/** A per-slice target from masks that cannot be computed: a bad `NAME=V,…` spec, no mask for any volume,
+ * a mask on another grid than its volume, or label values that occur in no mask. */
+export type SliceLabelErrorCode = 'BAD_SLICE_TARGET' | 'NO_MASK' | 'GRID_MISMATCH' | 'LABEL_ABSENT';
+
+export class SliceLabelError extends Mir3dError<SliceLabelErrorCode> {
+  override readonly name = 'SliceLabelError';
+}

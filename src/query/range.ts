@@ -1,4 +1,4 @@
-import { sliceZMm, type SliceGeometry, type Volume } from '../io/volume.js';
+import { gridDifference, sliceZMm, type SliceGeometry, type Volume } from '../io/volume.js';
 import { selectSlices, sliceRangeIndices, type SliceRange } from '../preprocess/slices.js';
 import { SearchError } from '../search/errors.js';
 import type { QueryVectors } from '../search/types.js';
@@ -147,26 +147,10 @@ export function maskLabelExtent(mask: Volume, label: number): LabelExtent {
   return { firstSlice, lastSlice, zStartMm: sliceZMm(mask, firstSlice), zEndMm: sliceZMm(mask, lastSlice), voxelCount };
 }
 
-/**
- * Throws unless `mask` lies on `volume`'s canonical voxel grid: same dims and the same voxel → mm
- * affine up to 1 µm (float rounding of headers written by different tools), so slice k of one is
- * slice k of the other.
- */
+/** Throws unless `mask` lies on `volume`'s canonical voxel grid (io's `gridDifference`). */
 export function assertSameGrid(volume: Pick<SliceGeometry, 'dims' | 'affineRas'>, mask: Volume): void {
-  const [a, b] = [volume.dims, mask.dims];
-  if (a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2]) {
-    throw new SearchError('GRID_MISMATCH', `mask dims ${b.join('×')} differ from the volume's ${a.join('×')}`);
-  }
-  const toleranceMm = 1e-3;
-  for (let n = 0; n < 12; n++) {
-    const difference = Math.abs(volume.affineRas[n] - mask.affineRas[n]);
-    if (!(difference <= toleranceMm)) {
-      throw new SearchError(
-        'GRID_MISMATCH',
-        `mask affine differs from the volume's (entry ${n}: ${mask.affineRas[n]} vs ${volume.affineRas[n]}); resample the mask onto the volume's grid`,
-      );
-    }
-  }
+  const difference = gridDifference(volume, mask);
+  if (difference) throw new SearchError('GRID_MISMATCH', difference);
 }
 
 /**

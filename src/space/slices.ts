@@ -6,6 +6,10 @@ export interface StoreSlices {
   dim: number;
   /** Each row's volume, an index into `volumeIds` / `labels`. */
   owners: number[];
+  /** Each row's canonical slice index in its volume. */
+  sliceIndices: Int32Array;
+  /** Each volume's first row (its rows are consecutive, in ascending slice order). */
+  firstRows: number[];
   volumeIds: string[];
   labels: Array<Record<string, string | number>>;
 }
@@ -19,13 +23,17 @@ export function slicesOfStore(store: Store, volumeIds?: readonly string[]): Stor
   for (const r of records) rows += vectors.get(r.volumeId)?.sliceIndices.length ?? 0;
   const out = new Float32Array(rows * store.dim);
   const owners: number[] = [];
+  const sliceIndices = new Int32Array(rows);
+  const firstRows: number[] = [];
   let at = 0;
   records.forEach((record, i) => {
+    firstRows.push(at);
     const v = vectors.get(record.volumeId);
     if (!v) return;
     out.set(v.vectors.subarray(0, v.sliceIndices.length * store.dim), at * store.dim);
+    sliceIndices.set(v.sliceIndices, at);
     for (let s = 0; s < v.sliceIndices.length; s++) owners.push(i);
     at += v.sliceIndices.length;
   });
-  return { vectors: out, dim: store.dim, owners, volumeIds: records.map((r) => r.volumeId), labels: records.map((r) => r.labels) };
+  return { vectors: out, dim: store.dim, owners, sliceIndices, firstRows, volumeIds: records.map((r) => r.volumeId), labels: records.map((r) => r.labels) };
 }

@@ -1,6 +1,7 @@
 /**
  * Training a head from an index: its stored backbone vectors and its volumes' labels become labelled
- * rows (every slice carries its volume's labels and group), one of the head methods learns a projection,
+ * rows (every slice carries its volume's labels and group; a per-slice target, computed from masks by the
+ * caller, labels each slice on its own), one of the head methods learns a projection,
  * and the result is an ONNX graph plus the record kept with it. `mir3d train --target` and the grouped
  * evaluation both train here, so what is evaluated is what is shipped.
  */
@@ -23,8 +24,20 @@ export interface HeadProgress {
   detail?: string;
 }
 
+/** Per-slice targets computed outside (labels/slice-targets.ts: from masks), in stored row order. */
+export interface SliceTargetLabels {
+  /** What the head's record keeps: each slice target's name and the mask values it stands for. */
+  targets: ReadonlyArray<{ name: string; values: readonly number[] }>;
+  /** Volume id → per slice target → per stored row of the volume: its label. A volume missing here is
+   * unlabelled for every slice target (its rows still shape the whitening). */
+  byVolume: ReadonlyMap<string, ReadonlyArray<ReadonlyArray<string>>>;
+}
+
 export interface TrainHeadOptions {
+  /** Volume labels (every slice of a volume shares its value). */
   targets: readonly string[];
+  /** Per-slice targets; trained beside `targets` exactly as they are. */
+  sliceTargets?: SliceTargetLabels;
   groupBy: string;
   method?: HeadMethod;
   seed?: number;
@@ -46,9 +59,10 @@ export interface TrainedHead {
 }
 
 /** Labelled rows of an index's slices for the given targets and group label. */
-export function labelledRowsOf(store: Store, targets: readonly string[], groupBy: string, volumeIds?: readonly string[]): LabelledRows {
+export function labelledRowsOf(store: Store, targets: readonly string[], groupBy: string, volumeIds?: readonly string[], sliceTargets?: SliceTargetLabels): LabelledRows {
   const slices = slicesOfStore(store, volumeIds);
   if (slices.owners.length === 0) throw new SpaceError('BAD_LABELS', 'index', 'no slice vectors to train on; index volumes first');
+  if (targets.length === 0 && (sliceTargets?.targets.length ?? 0) === 0) throw new SpaceError('BAD_LABELS', 'targets', 'no target given');
   for (const column of [...targets, groupBy]) {
     if (!slices.labels.some((l) => l[column] !== undefined && l[column] !== '')) {
       const known = [...new Set(slices.labels.flatMap((l) => Object.keys(l)))].sort();
@@ -59,16 +73,20 @@ export function labelledRowsOf(store: Store, targets: readonly string[], groupBy
     const v = slices.labels[o][column];
     return v === undefined || v === '' ? undefined : String(v);
   };
+  const perSlice = (t: number): Array<string | undefined> =>
+    slices.owners.map((o, row) => sliceTargets!.byVolume.get(slices.volumeIds[o])?.[t]?.[row - slices.firstRows[o]]);
   return {
     vectors: slices.vectors,
     dim: slices.dim,
-    targets: targets.map((t) => slices.owners.map((o) => value(o, t))),
+    targets: [...targets.map((t) => slices.owners.map((o) => value(o, t))), ...(sliceTargets?.targets ?? []).map((_, t) => perSlice(t))],
     groups: slices.owners.map((o) => value(o, groupBy) ?? `volume:${slices.volumeIds[o]}`),
   };
 }
 
 export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHeadOptions, 'volumeIds'> & { rows?: readonly number[] }): Promise<TrainedHead> {
   const seed = options.seed ?? 1;
+  // Which targets are per slice, and from which mask values, so `train --list` and a reader can tell.
+  const perSlice: JsonObject = options.sliceTargets ? { sliceTargets: options.sliceTargets.targets.map((t) => ({ name: t.name, values: [...t.values] })) } : {};
   if ((options.method ?? 'lda') === 'mlp') {
     const fit = await fitMlpHead(data, {
       seed,
@@ -81,7 +99,7 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
       model: spaceModel(fit.layers, `mir3d head (mlp, supervised contrastive) for ${options.targets.join(', ')}`),
       outputDim: s.outputDim,
       description: `MLP head ${fit.layers[0].inDim} → PCA ${s.inputDim} → ${s.hidden} → ${s.outputDim} (supervised contrastive, τ ${s.temperature}, best of ${s.steps} steps at ${s.bestStep})`,
-      record: { method: 'mlp', targets: [...options.targets], groupBy: options.groupBy, seed, settings: { ...s }, validation: { ...fit.validation }, trainingRows: fit.trainingRows, seconds: fit.seconds },
+      record: { method: 'mlp', targets: [...options.targets], ...perSlice, groupBy: options.groupBy, seed, settings: { ...s }, validation: { ...fit.validation }, trainingRows: fit.trainingRows, seconds: fit.seconds },
       validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries },
       trainingRows: fit.trainingRows,
       groups: fit.validation.groups,
@@ -101,6 +119,7 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
     record: {
       method: 'lda',
       targets: [...options.targets],
+      ...perSlice,
       groupBy: options.groupBy,
       seed,
       chosen: { ...fit.chosen },
@@ -116,6 +135,12 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
   };
 }
 
+/** Every target's name, volume targets first, as the rows hold them. */
+export function targetNames(options: Pick<TrainHeadOptions, 'targets' | 'sliceTargets'>): string[] {
+  return [...options.targets, ...(options.sliceTargets?.targets ?? []).map((t) => t.name)];
+}
+
 export async function trainHead(store: Store, options: TrainHeadOptions): Promise<TrainedHead> {
-  return trainHeadOnRows(labelledRowsOf(store, options.targets, options.groupBy, options.volumeIds), options);
+  const data = labelledRowsOf(store, options.targets, options.groupBy, options.volumeIds, options.sliceTargets);
+  return trainHeadOnRows(data, { ...options, targets: targetNames(options) });
 }
