@@ -1,5 +1,5 @@
 import { VolumeReadError } from './errors.js';
-import { correctTilt, equalizeSpacing } from './dicom-resample.js';
+import { resampleStack } from './dicom-resample.js';
 import { checkConsistent, geometryOf, lpsToRas, sliceStepOf, storedAffineLps } from './dicom-geometry.js';
 import { stackSlices, storedTypeName } from './dicom-pixels.js';
 import { groupBySeries, headerOf, parseFile, pickSeries, requireImages, scanDirectory, scanOf, summariesOf, type DicomSeriesSummary, type DirectoryScan } from './dicom-scan.js';
@@ -56,15 +56,14 @@ async function volumeOf(scan: DirectoryScan, dir: string, options: DicomReadOpti
   checkConsistent(series, dir);
   const geometry = geometryOf(series, dir);
 
-  const corrections: Correction[] = [];
-  const tilt = correctTilt(await stackSlices(geometry, dir), geometry);
-  if (tilt.correction) corrections.push(tilt.correction);
-  const even = equalizeSpacing(tilt.data, geometry);
-  if (even.correction) corrections.push(even.correction);
+  const even = resampleStack(await stackSlices(geometry, dir), geometry);
+  const corrections: Correction[] = even.corrections;
+  const tilted = corrections.some((c) => c.kind === 'gantry-tilt');
+  const resampled = corrections.some((c) => c.kind === 'uneven-spacing');
 
   const first = geometry.slices[0];
   const storedDims: Vec3 = [first.cols, first.rows, even.sliceCount];
-  const step = sliceStepOf(geometry, even.correction !== undefined, tilt.correction !== undefined, even.spacingMm);
+  const step = sliceStepOf(geometry, resampled, tilted, even.spacingMm);
   const storedAffineRas = lpsToRas(storedAffineLps(geometry, step));
   const canonical = toCanonical(even.data, storedDims, storedAffineRas);
   const spacingMm = spacingFromAffine(canonical.affineRas);
