@@ -5,6 +5,8 @@ import { GROUP_RULES, isTumourOrgan, type GroupRule, type TumourOrgan } from '..
 import { evaluateAndReport, rewriteEvalReports } from '../eval/report.js';
 import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type EvalDatasetSpec, type EvalProgress, type EvalResults } from '../eval/run.js';
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
+import { EVAL_HEAD_TARGETS, isEvalHeadTarget, type EvalHeadOptions } from '../eval/head-stage.js';
+import { HEAD_METHODS, type HeadMethod } from '../space/train-head.js';
 import { nonNegativeInteger, positiveInteger } from './options.js';
 import { runCvEval } from './eval-cv.js';
 import { runTaskTextEval, runTextEval } from './eval-text.js';
@@ -178,12 +180,12 @@ export function registerEval(program: Command): void {
     .option('--localization-depth <n>', 'results per region query whose localization is scored (default 5)', positiveInteger('--localization-depth'))
     .option('--examples <n>', 'example queries with pictures per task (0: none)', nonNegativeInteger('--examples'), 3)
     .option('--captions <column>', '<labels.csv>: evaluate text-to-image search with this caption column (grouped k-fold; --group-by); devbench or a Decathlon root with --labels-dir: CaptionV1|V2|V3 on 3D-MIR\'s splits')
-    .option('--target <column>', '<labels.csv>: the label a retrieved image must share with the query (several: a,b)')
+    .option('--target <column>', `<labels.csv>: the label a retrieved image must share with the query (several: a,b); devbench or a Decathlon folder: also fine-tune a head for ${EVAL_HEAD_TARGETS.join(' / ')} on the database split and score every method in it too (<method>@fine-tuned)`)
     .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
     .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
     .option('--whiten <dim>', '<labels.csv>: the normalized space PCA-whitens to this dimension (default: mean-centring)', positiveInteger('--whiten'))
-    .option('--head <method>', '<labels.csv>: the fine-tuned space\'s head, lda (default) or mlp (supervised contrastive)')
-    .option('--seed <n>', '<labels.csv>: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
+    .option('--head <method>', 'with --target: the fine-tuned space\'s head, lda (default) or mlp (supervised contrastive)')
+    .option('--seed <n>', 'with --target: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
     .option('--report-only', "write the reports again from --out's results.json (no indexing, no search; <dataset> is not read)")
     .option('--no-progress', 'no progress display')
@@ -224,6 +226,14 @@ export function registerEval(program: Command): void {
       if (options.firstStage !== undefined && (options.firstStage === 'rerank' || !(SEARCH_METHODS as readonly string[]).includes(options.firstStage))) {
         throw new InvalidArgumentError(`--first-stage: one of ${SEARCH_METHODS.filter((m) => m !== 'rerank').join(', ')}`);
       }
+      let head: EvalHeadOptions | undefined;
+      if (options.target !== undefined && !options.reportOnly) {
+        const targets = list(options.target);
+        const unknown = targets.filter((t) => !isEvalHeadTarget(t));
+        if (targets.length === 0 || unknown.length > 0) throw new InvalidArgumentError(`--target: ${EVAL_HEAD_TARGETS.join(', ')} (the 3D-MIR labels a case carries; got ${unknown.join(', ') || 'nothing'})`);
+        if (options.head !== undefined && !HEAD_METHODS.includes(options.head as HeadMethod)) throw new InvalidArgumentError(`--head: ${HEAD_METHODS.join(' or ')}`);
+        head = { targets: targets.filter(isEvalHeadTarget), ...(options.head ? { method: options.head as HeadMethod } : {}), ...(options.seed ? { seed: options.seed } : {}) };
+      }
       const router = progressRouter(options.progress);
       let outcome: Awaited<ReturnType<typeof evaluateAndReport>>;
       try {
@@ -237,6 +247,7 @@ export function registerEval(program: Command): void {
           ...(options.firstStage ? { firstStage: options.firstStage as FirstStageMethod } : {}),
           ...(options.localizationDepth ? { localizationDepth: options.localizationDepth } : {}),
           examplesPerTask: options.examples,
+          ...(head ? { head } : {}),
           onProgress: router.onProgress,
           onMessage: router.onMessage,
         });

@@ -10,6 +10,8 @@ export interface EvalMethod {
   label: string;
   method: SearchMethod;
   fuseWith?: { method: SearchMethod; fusion: FusionMethod };
+  /** A learned space of the eval index the method searches in (head-stage.ts); undefined: raw. */
+  space?: string;
 }
 
 /** Every single method, then C-MIR's re-ranking fused with volume-mean by RRF and 3D-MIR's interleave. */

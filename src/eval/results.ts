@@ -1,3 +1,4 @@
+import type { EvalHeadInfo, EvalHeadOptions } from './head-stage.js';
 import type { EvalMethod } from './methods.js';
 import type { RankedCase, SameScanShare } from './scoring.js';
 import type { EvalDatasetSpec, EvalProgress, PreparedDataset } from './tasks.js';
@@ -21,6 +22,8 @@ export interface EvalEncoderInfo {
   queryEmbedSeconds: number;
   querySlices: number;
   searchSeconds: Record<string, number>;
+  /** The fine-tuned head of this encoder's run (EvalOptions.head). */
+  head?: EvalHeadInfo;
 }
 
 export interface EvalTaskInfo {
@@ -108,4 +111,6 @@ export interface EvalOptions {
   onMessage?: (line: string) => void;
   /** Replaces openEncoder (tests). */
   openEncoder?: (name: string) => Promise<Encoder>;
+  /** Also fine-tune a head on each encoder's database split and run every method in it (head-stage.ts). */
+  head?: EvalHeadOptions;
 }

@@ -5,6 +5,8 @@ import { SliceFeeder } from '../encode/slice-feeder.js';
 import { openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K } from '../search/search.js';
 import type { Case } from './datasets/types.js';
+import { SpaceStore } from '../space/space-store.js';
+import { EVAL_HEAD_SPACE, evalHeadNote, fitEvalHead, methodsInSpace } from './head-stage.js';
 import { indexDatabase } from './index-stage.js';
 import { DEFAULT_PRECISION_KS, DEFAULT_RECALL_KS } from './metrics.js';
 import { DEFAULT_EVAL_METHODS, DEFAULT_EVAL_ENCODERS, parseEvalMethod, type EvalMethod } from './methods.js';
@@ -114,7 +116,10 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
   const started = performance.now();
   const outDir = resolve(options.outDir);
   await mkdir(outDir, { recursive: true });
-  const methods = methodsOf(options);
+  const rawMethods = methodsOf(options);
+  // With a head, every method runs twice: raw, then in the fine-tuned space (`<method>@fine-tuned`).
+  const methods = options.head ? [...rawMethods, ...methodsInSpace(rawMethods)] : rawMethods;
+  const headNotes: string[] = [];
   const encoderNames = [...(options.encoders ?? DEFAULT_EVAL_ENCODERS)];
   if (encoderNames.length === 0) throw new RangeError('no encoder to evaluate');
   const settings = settingsOf(options);
@@ -137,18 +142,27 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
     const index: OpenedIndex = await openIndex(indexDir, { spec: { encoder: encoderName }, onStatus: message, ...(openOwn ? { openEncoder: () => openOwn(encoderName) } : {}) });
     const { store } = index;
     const feeder = new SliceFeeder();
+    const spaces = new Map<string, SpaceStore>();
     try {
       const encoder = await index.encoder();
       const problems: string[] = [];
       const database = await indexDatabase(databaseCases, { store, encoder, encoderName, indexDir, methodLabels: methods.map((m) => m.label), problems, progress });
       encoders.push(database.info);
-      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress });
+      if (options.head) {
+        // Devbench's variants of one real scan are one patient; a Decathlon volume is its own.
+        const patientOf = (caseId: string): string => prepared.scanOf?.get(caseId) ?? caseId;
+        database.info.head = await fitEvalHead(store, database, { database: databaseCases, queries: queryCases }, { ...options.head, patientOf, onStatus: message });
+        headNotes.push(evalHeadNote(encoderName, database.info.head, prepared.scanOf ? 'real scan of origin' : 'volume'));
+        spaces.set(EVAL_HEAD_SPACE, await SpaceStore.open(store, EVAL_HEAD_SPACE));
+      }
+      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress, spaces });
       const scoringStarted = performance.now();
       const scored = scoreRankings(tasks, rankings, database, { encoderName, methods, settings, scanOf: prepared.scanOf, problems });
       scores.push(...scored.scores);
       rankingsOut.push(...scored.rankings);
       scoringSeconds += (performance.now() - scoringStarted) / 1000;
     } finally {
+      for (const view of spaces.values()) view.close();
       await feeder.close();
       await index.close();
     }
@@ -158,7 +172,7 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
     schema: 'mir3d-eval/1',
     createdAt: new Date().toISOString(),
     outDir,
-    dataset: { ...prepared.description, notes: prepared.notes },
+    dataset: { ...prepared.description, notes: [...prepared.notes, ...headNotes] },
     settings,
     methods,
     encoders,

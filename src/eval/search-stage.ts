@@ -5,6 +5,7 @@ import { resolveQuery, type QuerySource, type ResolvedQuery } from '../query/sou
 import { isSearchError } from '../search/errors.js';
 import { search } from '../search/search.js';
 import type { QueryVectors, SearchResult } from '../search/types.js';
+import type { SpaceStore } from '../space/space-store.js';
 import type { SliceHit, SliceSearchOptions, Store } from '../store/types.js';
 import type { Case, ZExtent } from './datasets/types.js';
 import type { IndexedDatabase } from './index-stage.js';
@@ -110,17 +111,30 @@ async function jobsOfTask(
 /**
  * Embeds each query case once (queries are never indexed) and runs every method of every task on it,
  * each task searching only its own database (an include filter), so 3D-MIR's four per-organ databases,
- * which share volumes, are one index. Adds embedding and search timings to `database.info`.
+ * which share volumes, are one index. Adds embedding and search timings to `database.info`. A method
+ * with a `space` searches the index seen through that space (`spaces`), its query rows projected by the
+ * same kernel (SpaceStore.project), as `mir3d search --space` does; its time includes the projection.
  */
 export async function searchQueries(
   tasks: readonly EvalTask[],
   queryCases: ReadonlyMap<string, Case>,
   database: IndexedDatabase,
-  context: { store: Store; encoder: Encoder; feeder: SliceFeeder; methods: readonly EvalMethod[]; settings: EvalSettings; problems: string[]; progress: (event: EvalProgress) => void },
+  context: {
+    store: Store;
+    encoder: Encoder;
+    feeder: SliceFeeder;
+    methods: readonly EvalMethod[];
+    settings: EvalSettings;
+    problems: string[];
+    progress: (event: EvalProgress) => void;
+    spaces?: ReadonlyMap<string, SpaceStore>;
+  },
 ): Promise<EvalRankings> {
   const { store, encoder, feeder, methods, settings, problems, progress } = context;
   const { info, caseOfVolume, volumeOfCase } = database;
   const shared = sharingSliceSearch(store);
+  const sharedIn = new Map([...(context.spaces ?? new Map<string, SpaceStore>())].map(([name, view]) => [name, { view, shared: sharingSliceSearch(view) }]));
+  for (const m of methods) if (m.space && !sharedIn.has(m.space)) throw new Error(`method ${m.label}: space ${m.space} is not open`);
   const allVolumeIds = new Set(store.listVolumes().map((r) => r.volumeId));
   const scopeOf = new Map<string, string[] | undefined>();
   for (const task of tasks) {
@@ -155,6 +169,8 @@ export async function searchQueries(
       const jobs = await jobsOfTask(task, queryCase, resolved, { store, problems, skipped: (n) => (done += n), methodCount: methods.length });
       const scope = scopeOf.get(task.name);
       for (const job of jobs) {
+        // Projected once per job and space, so the space's methods share their kNN as raw's do.
+        const projected = new Map<string, Promise<QueryVectors>>();
         for (const method of methods) {
           const { options } = searchRequestOf(job.source, {
             method: method.method,
@@ -170,8 +186,15 @@ export async function searchQueries(
             localize: task.kind === 'region',
           });
           const t0 = performance.now();
+          const inSpace = method.space ? sharedIn.get(method.space)! : undefined;
+          let query = job.query;
+          if (inSpace) {
+            let rows = projected.get(method.space!);
+            if (!rows) projected.set(method.space!, (rows = inSpace.view.project(job.query.vectors).then((vectors) => ({ ...job.query, vectors, dim: inSpace.view.dim }))));
+            query = await rows;
+          }
           // One resolved query per job, so every method shares its slice kNN (sharingSliceSearch).
-          const results = await search(shared, job.query, options);
+          const results = await search(inSpace?.shared ?? shared, query, options);
           info.searchSeconds[method.label] += (performance.now() - t0) / 1000;
           rankings.get(task.name)!.get(method.label)!.set(job.key, rankedOf(results, caseOfVolume));
           progress({ phase: 'search', label, done: ++done, total: work, detail: queryCase.caseId });

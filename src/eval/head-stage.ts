@@ -1,0 +1,114 @@
+/**
+ * The fine-tuned space inside the papers' protocols (3D-MIR on the Decathlon, devbench): after the
+ * database is indexed, a head learns from the database split's own labels (never a query's: queries are
+ * not in the index), validated on whole held-out patients of that split, and is stored in the eval index.
+ * Every method then runs a second time in that space, through the SpaceStore path `mir3d search --space`
+ * takes, so raw and fine-tuned are scored by the same code against the same random levels.
+ */
+import { trainHeadOnRows, type HeadMethod, type TrainedHead } from '../space/train-head.js';
+import { saveSpace } from '../space/persist.js';
+import { slicesOfStore } from '../space/slices.js';
+import { SpaceError } from '../space/errors.js';
+import type { Store } from '../store/types.js';
+import type { Case } from './datasets/types.js';
+import type { IndexedDatabase } from './index-stage.js';
+import type { EvalMethod } from './methods.js';
+
+/** The space the eval head is kept under in each encoder's eval index. */
+export const EVAL_HEAD_SPACE = 'fine-tuned';
+
+/** Labels of a case a head can learn, by 3D-MIR's column names. */
+export const EVAL_HEAD_TARGETS = ['lesion_group', 'cancer_flag', 'organ'] as const;
+export type EvalHeadTarget = (typeof EVAL_HEAD_TARGETS)[number];
+
+export interface EvalHeadOptions {
+  targets: EvalHeadTarget[];
+  method?: HeadMethod;
+  seed?: number;
+}
+
+export interface EvalHeadInfo {
+  space: string;
+  targets: string[];
+  description: string;
+  validation: TrainedHead['validation'];
+  trainingRows: number;
+  trainingVolumes: number;
+  /** Patients (devbench: real scans of origin) the head learned from. */
+  trainingPatients: number;
+  /** Queries whose patient is among them: 0 is patient-disjoint. */
+  queriesWithTrainingPatient: number;
+  queries: number;
+  seconds: number;
+}
+
+export function isEvalHeadTarget(text: string): text is EvalHeadTarget {
+  return (EVAL_HEAD_TARGETS as readonly string[]).includes(text);
+}
+
+function labelOf(c: Case, target: EvalHeadTarget): string | undefined {
+  if (target === 'lesion_group') return String(c.labels.lesionGroup);
+  if (target === 'cancer_flag') return String(c.labels.cancerFlag);
+  return c.organ;
+}
+
+/** Every method once more in the fine-tuned space, labelled `<method>@fine-tuned`. */
+export function methodsInSpace(methods: readonly EvalMethod[], space = EVAL_HEAD_SPACE): EvalMethod[] {
+  return methods.map((m) => ({ ...m, label: `${m.label}@${space}`, space }));
+}
+
+/**
+ * Fits the head on the database cases' slices (the index's volumes of this run's database) with each
+ * slice carrying its volume's labels; `patientOf` groups the validation split (and says which queries
+ * share a patient with the training data). Stores it as EVAL_HEAD_SPACE.
+ */
+export async function fitEvalHead(
+  store: Store,
+  database: IndexedDatabase,
+  cases: { database: ReadonlyMap<string, Case>; queries: ReadonlyMap<string, Case> },
+  options: EvalHeadOptions & { patientOf: (caseId: string) => string; onStatus?: (line: string) => void },
+): Promise<EvalHeadInfo> {
+  const volumeIds = [...database.caseOfVolume.keys()];
+  const slices = slicesOfStore(store, volumeIds);
+  const caseOf = (owner: number): Case => cases.database.get(database.caseOfVolume.get(slices.volumeIds[owner])!)!;
+  const data = {
+    vectors: slices.vectors,
+    dim: slices.dim,
+    targets: options.targets.map((t) => slices.owners.map((o) => labelOf(caseOf(o), t))),
+    groups: slices.owners.map((o) => options.patientOf(caseOf(o).caseId)),
+  };
+  for (const [t, target] of options.targets.entries()) {
+    if (!data.targets[t].some((v) => v !== undefined)) throw new SpaceError('BAD_LABELS', target, 'no database case carries this label');
+  }
+  options.onStatus?.(`fine-tuning a head (${options.method ?? 'lda'}) for ${options.targets.join(', ')} on ${slices.owners.length} slices of ${volumeIds.length} database volumes`);
+  const head = await trainHeadOnRows(data, { targets: options.targets, groupBy: 'patient', method: options.method ?? 'lda', seed: options.seed ?? 1 });
+  saveSpace(store, { name: EVAL_HEAD_SPACE, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: head.record }, head.model);
+  const trainingPatients = new Set(data.groups);
+  const queries = [...cases.queries.values()];
+  return {
+    space: EVAL_HEAD_SPACE,
+    targets: [...options.targets],
+    description: head.description,
+    validation: head.validation,
+    trainingRows: head.trainingRows,
+    trainingVolumes: volumeIds.length,
+    trainingPatients: trainingPatients.size,
+    queriesWithTrainingPatient: queries.filter((q) => trainingPatients.has(options.patientOf(q.caseId))).length,
+    queries: queries.length,
+    seconds: head.seconds,
+  };
+}
+
+/** What the report says about the head: where it learned, how it validated, whether it is patient-disjoint. */
+export function evalHeadNote(encoder: string, info: EvalHeadInfo, patientIs: string): string {
+  const v = info.validation;
+  const disjoint =
+    info.queriesWithTrainingPatient === 0
+      ? 'no query patient is among them (patient-disjoint)'
+      : `NOT patient-disjoint: ${info.queriesWithTrainingPatient} of ${info.queries} queries have other scans of their own patient among the training volumes (the database split holds them), so the fine-tuned rows are optimistic`;
+  return (
+    `${encoder}: the \`@${info.space}\` rows search a head (${info.description}) fitted for ${info.targets.join(', ')} on the database split only ` +
+    `(${info.trainingRows} slices of ${info.trainingVolumes} volumes, ${info.trainingPatients} patients, a patient being a ${patientIs}; queries are never indexed nor learned from); ${disjoint}. ` +
+    `Validation on held-out database patients, per slice: P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)} (${v.queries} slices).`
+  );
+}

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { runEval } from '../src/eval/run.js';
+import { EVAL_HEAD_SPACE } from '../src/eval/head-stage.js';
+import { loadSpace } from '../src/space/persist.js';
+import { openStore } from '../src/store/index.js';
+import { runCli } from './helpers/cli.js';
+import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
+
+/** The fine-tuned head inside the 3D-MIR protocol: fitted on the database split only, every method
+ * scored raw and in the head's space against the same random levels. */
+describe('eval with a fine-tuned head (--target) on the protocol datasets', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('demo: the head learns from database volumes only; its rows are what mir3d search --space gives', async () => {
+    const outDir = await mkdtemp(join(tmpdir(), 'mir3d-eval-head-'));
+    dirs.push(outDir);
+    const { results } = await runEval({
+      dataset: { kind: 'demo', count: 12, matrix: 64, regions: false },
+      outDir,
+      encoders: ['baseline'],
+      methods: ['slice-count', 'volume-mean'],
+      head: { targets: ['lesion_group'] },
+    });
+    assert.deepEqual(results.methods.map((m) => m.label), ['slice-count', 'volume-mean', 'slice-count@fine-tuned', 'volume-mean@fine-tuned']);
+    const [task] = results.tasks;
+    const encoder = results.encoders[0];
+    const head = encoder.head!;
+    // Learned from the database split alone: every indexed volume is a database case, none a query.
+    assert.equal(head.trainingVolumes, task.databaseSize);
+    assert.equal(head.trainingRows, encoder.index.slices);
+    assert.equal(head.queriesWithTrainingPatient, 0);
+    const store = openStore(encoder.indexDir);
+    try {
+      const indexedCases = store.listVolumes().map((r) => String(r.labels.case));
+      assert.deepEqual(indexedCases.sort(), [...task.databaseIds].sort());
+      for (const q of task.queryKeys) assert.ok(!indexedCases.includes(q), `query ${q} is not in the index`);
+      const record = loadSpace(store, EVAL_HEAD_SPACE).metadata.training as Record<string, unknown>;
+      assert.deepEqual(record.targets, ['lesion_group']);
+      assert.equal(record.groupBy, 'patient');
+    } finally {
+      store.close();
+    }
+    assert.ok(results.dataset.notes.some((n) => n.includes('fitted for lesion_group on the database split only') && n.includes('patient-disjoint')), results.dataset.notes.join('\n'));
+    // Raw and fine-tuned are scored against the same exact random levels.
+    const score = (method: string) => results.scores.find((s) => s.method === method && s.task === task.name)!;
+    for (const method of ['slice-count', 'volume-mean']) {
+      assert.deepEqual(score(`${method}@fine-tuned`).tumour!.random, score(method).tumour!.random);
+      assert.equal(score(`${method}@fine-tuned`).tumour!.perQuery.length, task.queryCount);
+    }
+    // The same ranking as a user searching the eval index in that space.
+    const query = results.cases[task.queryKeys[0]].imagePath;
+    const ranking = results.rankings.find((r) => r.method === 'slice-count@fine-tuned')!.queries.find((q) => q.queryKey === task.queryKeys[0])!;
+    const cli = runCli(['search', query, '--db', encoder.indexDir, '--space', EVAL_HEAD_SPACE, '--method', 'slice-count', '--k', String(results.settings.sliceK), '--top', '10', '--json'], 120_000);
+    assert.equal(cli.status, 0, cli.stderr);
+    const hits = (JSON.parse(cli.stdout) as { results: Array<{ volumeId: string; score: number }> }).results;
+    assert.deepEqual(hits.map((h) => h.volumeId), ranking.results.map((r) => r.volumeId));
+    const raw = results.rankings.find((r) => r.method === 'slice-count')!.queries.find((q) => q.queryKey === task.queryKeys[0])!;
+    assert.notDeepEqual(raw.results.map((r) => r.score), ranking.results.map((r) => r.score), 'the space changes the scores');
+  });
+
+  test('devbench: the report says plainly that the head is not patient-disjoint there', { skip: skipWithoutSharedData }, () => {
+    const out = join(tmpdir(), `mir3d-eval-head-devbench-${process.pid}`);
+    dirs.push(out);
+    const run = runCli(['eval', 'devbench', '--shared-data', sharedPath(), '--profile', 'small', '--encoders', 'baseline', '--methods', 'volume-mean', '--skip-regions', '--examples', '0', '--target', 'lesion_group,cancer_flag', '--out', out, '--json', '--no-progress'], 300_000);
+    assert.equal(run.status, 0, run.stderr);
+    const printed = JSON.parse(run.stdout) as { scores: Array<{ method: string; groupP10: number }> };
+    assert.deepEqual(printed.scores.map((s) => s.method), ['volume-mean', 'volume-mean@fine-tuned']);
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    assert.match(report, /volume-mean@fine-tuned/);
+    // Devbench's database holds other variants of the query scans: said, not hidden.
+    assert.match(report, /NOT patient-disjoint: \d+ of \d+ queries have other scans of their own patient among the training volumes/);
+  });
+
+  test('an unknown target is one line and exit 2', () => {
+    const run = runCli(['eval', 'demo', '--out', join(tmpdir(), 'never-written'), '--target', 'tumour_size']);
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /--target: lesion_group, cancer_flag, organ/);
+  });
+});
