@@ -5,6 +5,7 @@
 import type { SliceHeader } from './dicom-scan.js';
 import type { SeriesGeometry } from './dicom-geometry.js';
 import type { Correction, VoxelArray } from './volume.js';
+import { blendArena, type BlendArena } from './blend-int16.js';
 
 /** In-plane shifts below this are float noise in ImagePositionPatient, not tilt. */
 function tiltThresholdMm(geometry: SeriesGeometry): number {
@@ -22,12 +23,24 @@ function volumeMin(data: VoxelArray): number {
 // sequence, and it took three quarters of the GE head's read time.
 
 function minInt16(data: Int16Array): number {
-  let min = 32767;
-  for (let p = 0; p < data.length; p++) {
-    const v = data[p];
-    if (v < min) min = v;
+  // Four running minima: one compare chain per lane lets the loads overlap (twice as fast as one).
+  let a = 32767;
+  let b = 32767;
+  let c = 32767;
+  let d = 32767;
+  const whole = data.length & ~3;
+  for (let p = 0; p < whole; p += 4) {
+    const v0 = data[p];
+    const v1 = data[p + 1];
+    const v2 = data[p + 2];
+    const v3 = data[p + 3];
+    if (v0 < a) a = v0;
+    if (v1 < b) b = v1;
+    if (v2 < c) c = v2;
+    if (v3 < d) d = v3;
   }
-  return min;
+  for (let p = whole; p < data.length; p++) if (data[p] < a) a = data[p];
+  return Math.min(a, b, c, d);
 }
 
 function minFloat32(data: Float32Array): number {
@@ -88,18 +101,10 @@ function constantRun(index: Int32Array, weight: Float64Array, length: number): A
   return best;
 }
 
-/** Bilinear resampling of slice `src[srcOffset…]` shifted by (shiftI, shiftJ) pixels into `dst[dstOffset…]`;
- * outside samples get `fill`. */
-function shiftSlice(src: VoxelArray, srcOffset: number, dst: VoxelArray, dstOffset: number, cols: number, rows: number, shiftI: number, shiftJ: number, fill: number): void {
-  const si = axisSamples(cols, shiftI);
-  const sj = axisSamples(rows, shiftJ);
-  if (src instanceof Int16Array && dst instanceof Int16Array) shiftSliceInt16(src, srcOffset, dst, dstOffset, cols, rows, si, sj, fill);
-  else shiftSliceFloat32(src as Float32Array, srcOffset, dst as Float32Array, dstOffset, cols, rows, si, sj, fill);
-}
-
 /** True when the shift along rows is a whole zero: every column samples itself with weight 0. A tilted
  * gantry moves slices along the column direction only, so this is the usual case, and each output row is
- * then a blend of two source rows (the same arithmetic, since x·1 + x·0 is x exactly). */
+ * then a blend of two source rows (the same arithmetic as the bilinear loop, since x·1 + x·0 is x
+ * exactly), and the rows with one shared weight are one blend. */
 function isIdentityAxis(s: AxisSamples): boolean {
   for (let o = 0; o < s.index.length; o++) if (s.index[o] !== o || s.weight[o] !== 0) return false;
   return true;
@@ -109,7 +114,6 @@ function shiftSliceInt16(src: Int16Array, srcOffset: number, dst: Int16Array, ds
   const { start, end, offset: di, weight: wc } = si.run;
   const wc0 = 1 - wc;
   const next = wc > 0 ? 1 : 0;
-  const rowsOnly = isIdentityAxis(si);
   for (let j = 0; j < rows; j++) {
     const j0 = sj.index[j];
     const outRow = dstOffset + j * cols;
@@ -119,11 +123,6 @@ function shiftSliceInt16(src: Int16Array, srcOffset: number, dst: Int16Array, ds
     }
     const wj = sj.weight[j];
     const row0 = srcOffset + j0 * cols;
-    if (rowsOnly) {
-      if (wj > 0) blendRowsInt16(src, row0, row0 + cols, dst, outRow, cols, wj);
-      else dst.set(src.subarray(row0, row0 + cols), outRow);
-      continue;
-    }
     const wj0 = 1 - wj;
     const row1 = wj > 0 ? row0 + cols : row0;
     shiftRowInt16(src, dst, outRow, row0, row1, wj, si, 0, start, fill);
@@ -137,11 +136,6 @@ function shiftSliceInt16(src: Int16Array, srcOffset: number, dst: Int16Array, ds
     }
     shiftRowInt16(src, dst, outRow, row0, row1, wj, si, end, cols, fill);
   }
-}
-
-function blendRowsInt16(src: Int16Array, row0: number, row1: number, dst: Int16Array, outRow: number, cols: number, w: number): void {
-  const w0 = 1 - w;
-  for (let i = 0; i < cols; i++) dst[outRow + i] = Math.floor(src[row0 + i] * w0 + src[row1 + i] * w + 0.5);
 }
 
 function shiftRowInt16(src: Int16Array, dst: Int16Array, outRow: number, row0: number, row1: number, wj: number, si: AxisSamples, from: number, to: number, fill: number): void {
@@ -272,81 +266,152 @@ export interface Resampled {
   corrections: Correction[];
 }
 
+/** Input slice k, sheared back where tilted, on hand for the output walk. */
+interface ShearedSlices {
+  /** Sheared slice k into out at o. */
+  copyTo(k: number, out: VoxelArray, o: number): void;
+  /** (1 − w) · sheared slice k + w · sheared slice k + 1, into out at o. */
+  blendTo(k: number, w: number, out: VoxelArray, o: number): void;
+}
+
 /**
  * The stack on a regular orthogonal grid: each slice sheared back (tilt), then slices interpolated to
- * one spacing (gaps). Both happen in one pass over the output: a sheared slice is computed once into one
- * of two slice-sized scratch buffers and blended from there, so the whole-volume intermediate of the
- * sheared stack is never allocated or walked (on the GE head that pass and its 15 MB were over a third of
- * the read). The arithmetic and rounding are those of shearing the whole stack first, so the voxels are
- * the same.
+ * one spacing (gaps), in one pass over the output. A sheared slice is computed once into one of two
+ * slice-sized scratch buffers and blended from there, so no whole-volume intermediate is allocated or
+ * walked. The arithmetic and rounding are those of shearing the whole stack first: the voxels are the
+ * same as before the pass was fused (pinned by the GE head's canonical hash in the tests).
+ * `scalarBlend` runs the int16 blends in the scalar loop instead of the SIMD kernel (for the tests).
  */
-export function resampleStack(data: VoxelArray, geometry: SeriesGeometry): Resampled {
+export function resampleStack(data: VoxelArray, geometry: SeriesGeometry, options: { scalarBlend?: boolean } = {}): Resampled {
   const tilt = tiltCorrection(geometry);
   const plan = spacingPlan(geometry);
   const corrections = [tilt, plan.correction].filter((c): c is Correction => c !== undefined);
   if (!tilt && !plan.correction) return { data, sliceCount: plan.sliceCount, spacingMm: plan.spacingMm, corrections };
 
-  const { offsetsMm, shiftsMm } = geometry;
-  const n = offsetsMm.length;
-  const cols = geometry.slices[0].cols;
-  const rows = geometry.slices[0].rows;
-  const perSlice = rows * cols;
-  const make = data.constructor as new (length: number) => VoxelArray;
-  const out = new make(perSlice * plan.sliceCount);
+  const perSlice = geometry.slices[0].rows * geometry.slices[0].cols;
+  const out = new (data.constructor as new (length: number) => VoxelArray)(perSlice * plan.sliceCount);
   const fill = tilt ? volumeMin(data) : 0;
-  /** Slice k sheared back, into dst at dstOffset (a plain copy without tilt). */
-  const shearInto = (k: number, dst: VoxelArray, dstOffset: number): void => {
-    if (!tilt) {
-      dst.set(data.subarray(k * perSlice, (k + 1) * perSlice), dstOffset);
-      return;
-    }
-    const [alongRowMm, alongColMm] = shiftsMm[k];
-    shiftSlice(data, k * perSlice, dst, dstOffset, cols, rows, alongRowMm / geometry.columnSpacingMm, alongColMm / geometry.rowSpacingMm, fill);
-  };
-  const scratch = tilt ? [new make(perSlice), new make(perSlice)] : [];
-  const held = [-1, -1];
-  /** Where sheared slice k can be read: the input itself without tilt, else a scratch buffer. */
-  const sheared = (k: number): [VoxelArray, number] => {
-    if (!tilt) return [data, k * perSlice];
-    let slot = held.indexOf(k);
-    if (slot < 0) {
-      // Output slices walk forward, so the lower-numbered held slice is the one no longer needed.
-      slot = held[0] <= held[1] ? 0 : 1;
-      shearInto(k, scratch[slot], 0);
-      held[slot] = k;
-    }
-    return [scratch[slot], 0];
-  };
-
+  const slices = data instanceof Int16Array ? int16Slices(data, geometry, tilt !== undefined, fill, options.scalarBlend === true) : float32Slices(data, geometry, tilt !== undefined, fill);
+  const { offsetsMm } = geometry;
+  const n = offsetsMm.length;
   const steps = plan.sliceCount - 1;
-  const extentMm = offsetsMm[n - 1];
   let below = 0;
   for (let m = 0; m <= steps; m++) {
     const o = m * perSlice;
     if (!plan.correction) {
-      shearInto(m, out, o);
+      slices.copyTo(m, out, o);
       continue;
     }
-    const at = m === steps ? extentMm : m * plan.spacingMm;
+    const at = m === steps ? offsetsMm[n - 1] : m * plan.spacingMm;
     while (below < n - 2 && offsetsMm[below + 1] <= at) below++;
     const w = Math.min(Math.max((at - offsetsMm[below]) / (offsetsMm[below + 1] - offsetsMm[below]), 0), 1);
-    if (w < 1e-6) shearInto(below, out, o);
-    else if (w > 1 - 1e-6) shearInto(below + 1, out, o);
-    else {
-      const [a, aOffset] = sheared(below);
-      const [b, bOffset] = sheared(below + 1);
-      if (a instanceof Int16Array && b instanceof Int16Array && out instanceof Int16Array) lerpSlicesInt16(a, aOffset, b, bOffset, out, o, perSlice, w);
-      else lerpSlicesFloat32(a as Float32Array, aOffset, b as Float32Array, bOffset, out as Float32Array, o, perSlice, w);
-    }
+    if (w < 1e-6) slices.copyTo(below, out, o);
+    else if (w > 1 - 1e-6) slices.copyTo(below + 1, out, o);
+    else slices.blendTo(below, w, out, o);
   }
   return { data: out, sliceCount: plan.sliceCount, spacingMm: plan.spacingMm, corrections };
 }
 
-function lerpSlicesInt16(a: Int16Array, aOffset: number, b: Int16Array, bOffset: number, out: Int16Array, o: number, count: number, w: number): void {
-  const w0 = 1 - w;
-  for (let p = 0; p < count; p++) out[o + p] = Math.floor(a[aOffset + p] * w0 + b[bOffset + p] * w + 0.5);
+/** Pixel shifts of slice k: along rows (i) and along columns (j). */
+function shiftsPx(geometry: SeriesGeometry, k: number): [number, number] {
+  const [alongRowMm, alongColMm] = geometry.shiftsMm[k];
+  return [alongRowMm / geometry.columnSpacingMm, alongColMm / geometry.rowSpacingMm];
 }
 
-function lerpSlicesFloat32(a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, out: Float32Array, o: number, count: number, w: number): void {
-  for (let p = 0; p < count; p++) out[o + p] = a[aOffset + p] * (1 - w) + b[bOffset + p] * w;
+/** Two held slices in slots 0 and 1; `ensure(k, keep)` puts slice k in one, never evicting `keep`. */
+function slotCache(fillSlot: (k: number, slot: number) => void): (k: number, keep: number) => number {
+  const held = [-1, -1];
+  return (k, keep) => {
+    let slot = held.indexOf(k);
+    if (slot >= 0) return slot;
+    slot = held[0] === keep ? 1 : held[1] === keep ? 0 : held[0] <= held[1] ? 0 : 1;
+    fillSlot(k, slot);
+    held[slot] = k;
+    return slot;
+  };
+}
+
+const IN = 2;
+const BLENDED = 3;
+
+/** Int16 stacks: the blends run in the SIMD kernel's memory (slots 0–1 sheared slices, 2 the input slice,
+ * 3 a blended output slice), copied in and out with memcpy. */
+function int16Slices(data: Int16Array, geometry: SeriesGeometry, tilted: boolean, fill: number, scalar: boolean): ShearedSlices {
+  const { rows, cols } = geometry.slices[0];
+  const perSlice = rows * cols;
+  const arena = blendArena(4, perSlice, scalar);
+  const input = (k: number): Int16Array => data.subarray(k * perSlice, (k + 1) * perSlice);
+  const ensure = slotCache((k, slot) => {
+    if (!tilted) {
+      arena.slots[slot].set(input(k));
+      return;
+    }
+    arena.slots[IN].set(input(k));
+    const [shiftI, shiftJ] = shiftsPx(geometry, k);
+    shearInt16(arena, IN, slot, cols, rows, axisSamples(cols, shiftI), axisSamples(rows, shiftJ), fill);
+  });
+  return {
+    copyTo: (k, out, o) => {
+      if (tilted) out.set(arena.slots[ensure(k, -1)], o);
+      else out.set(input(k), o);
+    },
+    blendTo: (k, w, out, o) => {
+      const a = ensure(k, -1);
+      const b = ensure(k + 1, k);
+      arena.blend(a, 0, b, 0, BLENDED, 0, perSlice, w);
+      out.set(arena.slots[BLENDED], o);
+    },
+  };
+}
+
+/** Shear of arena slot `from` into slot `to`; a shift along columns only is blends of whole rows. */
+function shearInt16(arena: BlendArena, from: number, to: number, cols: number, rows: number, si: AxisSamples, sj: AxisSamples, fill: number): void {
+  const src = arena.slots[from];
+  const dst = arena.slots[to];
+  if (!isIdentityAxis(si)) {
+    shiftSliceInt16(src, 0, dst, 0, cols, rows, si, sj, fill);
+    return;
+  }
+  const { start, end, offset, weight } = sj.run;
+  const rowsOf = (j0: number, j1: number, w: number): void => {
+    if (j1 <= j0) return;
+    if (w > 0) arena.blend(from, (j0 + offset) * cols, from, (j0 + offset + 1) * cols, to, j0 * cols, (j1 - j0) * cols, w);
+    else dst.set(src.subarray((j0 + offset) * cols, (j1 + offset) * cols), j0 * cols);
+  };
+  for (let j = 0; j < rows; j++) {
+    if (j === start && end > start) {
+      rowsOf(start, end, weight);
+      j = end - 1;
+      continue;
+    }
+    const j0 = sj.index[j];
+    if (j0 < 0) dst.fill(fill, j * cols, (j + 1) * cols);
+    else if (sj.weight[j] > 0) arena.blend(from, j0 * cols, from, (j0 + 1) * cols, to, j * cols, cols, sj.weight[j]);
+    else dst.set(src.subarray(j0 * cols, (j0 + 1) * cols), j * cols);
+  }
+}
+
+/** Float32 stacks (non-integer rescale): the same walk in plain loops. */
+function float32Slices(data: Float32Array, geometry: SeriesGeometry, tilted: boolean, fill: number): ShearedSlices {
+  const { rows, cols } = geometry.slices[0];
+  const perSlice = rows * cols;
+  const scratch = [new Float32Array(perSlice), new Float32Array(perSlice)];
+  const shearInto = (k: number, dst: Float32Array, o: number): void => {
+    const [shiftI, shiftJ] = shiftsPx(geometry, k);
+    shiftSliceFloat32(data, k * perSlice, dst, o, cols, rows, axisSamples(cols, shiftI), axisSamples(rows, shiftJ), fill);
+  };
+  const ensure = slotCache((k, slot) => shearInto(k, scratch[slot], 0));
+  const at = (k: number, keep: number): [Float32Array, number] => (tilted ? [scratch[ensure(k, keep)], 0] : [data, k * perSlice]);
+  return {
+    copyTo: (k, out, o) => {
+      if (tilted) shearInto(k, out as Float32Array, o);
+      else out.set(data.subarray(k * perSlice, (k + 1) * perSlice), o);
+    },
+    blendTo: (k, w, out, o) => {
+      const [a, aOffset] = at(k, -1);
+      const [b, bOffset] = at(k + 1, k);
+      const dst = out as Float32Array;
+      for (let p = 0; p < perSlice; p++) dst[o + p] = a[aOffset + p] * (1 - w) + b[bOffset + p] * w;
+    },
+  };
 }
