@@ -64,6 +64,28 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     assert.deepEqual(hits.map((h) => h.volumeId), ranking.results.map((r) => r.volumeId));
     const raw = results.rankings.find((r) => r.method === 'slice-count')!.queries.find((q) => q.queryKey === task.queryKeys[0])!;
     assert.notDeepEqual(raw.results.map((r) => r.score), ranking.results.map((r) => r.score), 'the space changes the scores');
+
+    // Per-slice labels from the database cases' masks (tumour = 2) train the same way; the index is reused.
+    const sliced = await runEval({
+      dataset: { kind: 'demo', count: 12, matrix: 64, regions: false },
+      outDir,
+      encoders: ['baseline'],
+      methods: ['volume-mean'],
+      head: { targets: [], sliceTargets: [{ name: 'tumour', values: [2] }] },
+    });
+    const slicedHead = sliced.results.encoders[0].head!;
+    assert.equal(sliced.results.encoders[0].index.added, 0);
+    assert.deepEqual(slicedHead.targets, ['tumour (per slice, mask 2)']);
+    assert.equal(slicedHead.trainingRows, encoder.index.slices);
+    assert.ok(slicedHead.validation.queries > 0 && slicedHead.validation.randomP5 > 0 && slicedHead.validation.randomP5 < 1);
+    const reopened = openStore(encoder.indexDir);
+    try {
+      const record = loadSpace(reopened, EVAL_HEAD_SPACE).metadata.training as Record<string, unknown>;
+      assert.deepEqual(record.sliceTargets, [{ name: 'tumour', values: [2] }]);
+    } finally {
+      reopened.close();
+    }
+    assert.deepEqual(sliced.results.scores.map((s) => s.method), ['volume-mean', 'volume-mean@fine-tuned']);
   });
 
   test('devbench: the report says plainly that the head is not patient-disjoint there', { skip: skipWithoutSharedData }, () => {

@@ -7,7 +7,8 @@ import { DEFAULT_EVAL_ENCODERS, DEFAULT_EVAL_METHODS, parseEvalMethod, type Eval
 import { SEARCH_METHODS, type FirstStageMethod } from '../search/types.js';
 import { EVAL_HEAD_TARGETS, isEvalHeadTarget, type EvalHeadOptions } from '../eval/head-stage.js';
 import { HEAD_METHODS, type HeadMethod } from '../space/train-head.js';
-import { nonNegativeInteger, positiveInteger } from './options.js';
+import { collect, nonNegativeInteger, positiveInteger } from './options.js';
+import { parseSliceTarget } from '../labels/slice-targets.js';
 import { runCvEval } from './eval-cv.js';
 import { runTaskTextEval, runTextEval } from './eval-text.js';
 import { displayPath, formatTable } from './format.js';
@@ -184,12 +185,13 @@ export function registerEval(program: Command): void {
     .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
     .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
     .option('--whiten <dim>', '<labels.csv>: the normalized space PCA-whitens to this dimension (default: mean-centring)', positiveInteger('--whiten'))
+    .option('--slice-target <name=values>', "devbench or a Decathlon folder: the head also learns per-slice labels from each database case's mask (e.g. tumour=2; repeatable)", collect, [])
     .option('--head <method>', 'with --target: the fine-tuned space\'s head, lda (default) or mlp (supervised contrastive)')
     .option('--seed <n>', 'with --target: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
     .option('--report-only', "write the reports again from --out's results.json (no indexing, no search; <dataset> is not read)")
     .option('--no-progress', 'no progress display')
-    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; groupBy?: string; folds?: number; whiten?: number; seed?: number; head?: string }) => {
+    .action(async (dataset: string, options: EvalCommandOptions & { captions?: string; target?: string; sliceTarget: string[]; groupBy?: string; folds?: number; whiten?: number; seed?: number; head?: string }) => {
       if (dataset.toLowerCase().endsWith('.csv')) {
         const encoders = list(options.encoders);
         const encoder = encoders.length === 1 ? encoders[0] : DEFAULT_EVAL_ENCODERS[0];
@@ -227,12 +229,12 @@ export function registerEval(program: Command): void {
         throw new InvalidArgumentError(`--first-stage: one of ${SEARCH_METHODS.filter((m) => m !== 'rerank').join(', ')}`);
       }
       let head: EvalHeadOptions | undefined;
-      if (options.target !== undefined && !options.reportOnly) {
-        const targets = list(options.target);
+      if ((options.target !== undefined || options.sliceTarget.length > 0) && !options.reportOnly) {
+        const targets = options.target === undefined ? [] : list(options.target);
         const unknown = targets.filter((t) => !isEvalHeadTarget(t));
-        if (targets.length === 0 || unknown.length > 0) throw new InvalidArgumentError(`--target: ${EVAL_HEAD_TARGETS.join(', ')} (the 3D-MIR labels a case carries; got ${unknown.join(', ') || 'nothing'})`);
+        if ((targets.length === 0 && options.target !== undefined) || unknown.length > 0) throw new InvalidArgumentError(`--target: ${EVAL_HEAD_TARGETS.join(', ')} (the 3D-MIR labels a case carries; got ${unknown.join(', ') || 'nothing'})`);
         if (options.head !== undefined && !HEAD_METHODS.includes(options.head as HeadMethod)) throw new InvalidArgumentError(`--head: ${HEAD_METHODS.join(' or ')}`);
-        head = { targets: targets.filter(isEvalHeadTarget), ...(options.head ? { method: options.head as HeadMethod } : {}), ...(options.seed ? { seed: options.seed } : {}) };
+        head = { targets: targets.filter(isEvalHeadTarget), ...(options.sliceTarget.length > 0 ? { sliceTargets: options.sliceTarget.map(parseSliceTarget) } : {}), ...(options.head ? { method: options.head as HeadMethod } : {}), ...(options.seed ? { seed: options.seed } : {}) };
       }
       const router = progressRouter(options.progress);
       let outcome: Awaited<ReturnType<typeof evaluateAndReport>>;

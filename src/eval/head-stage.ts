@@ -5,6 +5,7 @@
  * Every method then runs a second time in that space, through the SpaceStore path `mir3d search --space`
  * takes, so raw and fine-tuned are scored by the same code against the same random levels.
  */
+import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { trainHeadOnRows, type HeadMethod, type TrainedHead } from '../space/train-head.js';
 import { saveSpace } from '../space/persist.js';
 import { slicesOfStore } from '../space/slices.js';
@@ -22,7 +23,10 @@ export const EVAL_HEAD_TARGETS = ['lesion_group', 'cancer_flag', 'organ'] as con
 export type EvalHeadTarget = (typeof EVAL_HEAD_TARGETS)[number];
 
 export interface EvalHeadOptions {
+  /** Volume labels (every slice of a case shares its value). */
   targets: EvalHeadTarget[];
+  /** Per-slice labels from each database case's mask (its label file), e.g. tumour = 2 in a Decathlon task. */
+  sliceTargets?: SliceTarget[];
   method?: HeadMethod;
   seed?: number;
 }
@@ -36,6 +40,8 @@ export interface EvalHeadInfo {
   trainingVolumes: number;
   /** Patients (devbench: real scans of origin) the head learned from. */
   trainingPatients: number;
+  /** Per slice target: database slices labelled present / absent from the masks (volumes without one: neither). */
+  sliceCounts?: Record<string, { present: number; absent: number }>;
   /** Queries whose patient is among them: 0 is patient-disjoint. */
   queriesWithTrainingPatient: number;
   queries: number;
@@ -71,28 +77,49 @@ export async function fitEvalHead(
   const volumeIds = [...database.caseOfVolume.keys()];
   const slices = slicesOfStore(store, volumeIds);
   const caseOf = (owner: number): Case => cases.database.get(database.caseOfVolume.get(slices.volumeIds[owner])!)!;
-  const data = {
-    vectors: slices.vectors,
-    dim: slices.dim,
-    targets: options.targets.map((t) => slices.owners.map((o) => labelOf(caseOf(o), t))),
-    groups: slices.owners.map((o) => options.patientOf(caseOf(o).caseId)),
-  };
+  const targets: Array<Array<string | undefined>> = options.targets.map((t) => slices.owners.map((o) => labelOf(caseOf(o), t)));
   for (const [t, target] of options.targets.entries()) {
-    if (!data.targets[t].some((v) => v !== undefined)) throw new SpaceError('BAD_LABELS', target, 'no database case carries this label');
+    if (!targets[t].some((v) => v !== undefined)) throw new SpaceError('BAD_LABELS', target, 'no database case carries this label');
   }
-  options.onStatus?.(`fine-tuning a head (${options.method ?? 'lda'}) for ${options.targets.join(', ')} on ${slices.owners.length} slices of ${volumeIds.length} database volumes`);
-  const head = await trainHeadOnRows(data, { targets: options.targets, groupBy: 'patient', method: options.method ?? 'lda', seed: options.seed ?? 1 });
+  const sliceTargets = options.sliceTargets ?? [];
+  let byVolume = new Map<string, string[][]>();
+  let sliceCounts: EvalHeadInfo['sliceCounts'];
+  if (sliceTargets.length > 0) {
+    // Only the database cases' masks are read: a query's mask never reaches the head.
+    const labels = await sliceLabelsFromMasks(
+      slices.volumeIds.map((volumeId, o) => {
+        const c = caseOf(o);
+        const end = o + 1 < slices.firstRows.length ? slices.firstRows[o + 1] : slices.owners.length;
+        return { volumeId, what: c.imagePath, geometry: store.getVolume(volumeId)!, sliceIndices: slices.sliceIndices.subarray(slices.firstRows[o], end), ...(c.maskPath ? { maskPath: c.maskPath } : {}) };
+      }),
+      sliceTargets,
+    );
+    byVolume = labels.byVolume;
+    sliceCounts = labels.counts;
+    sliceTargets.forEach((_, t) => targets.push(slices.owners.map((o, row) => byVolume.get(slices.volumeIds[o])?.[t][row - slices.firstRows[o]])));
+  }
+  const names = [...options.targets, ...sliceTargets.map((t) => t.name)];
+  const data = { vectors: slices.vectors, dim: slices.dim, targets, groups: slices.owners.map((o) => options.patientOf(caseOf(o).caseId)) };
+  options.onStatus?.(`fine-tuning a head (${options.method ?? 'lda'}) for ${names.join(', ')} on ${slices.owners.length} slices of ${volumeIds.length} database volumes`);
+  const head = await trainHeadOnRows(data, {
+    targets: names,
+    ...(sliceTargets.length > 0 ? { sliceTargets: { targets: sliceTargets, byVolume } } : {}),
+    groupBy: 'patient',
+    method: options.method ?? 'lda',
+    seed: options.seed ?? 1,
+  });
   saveSpace(store, { name: EVAL_HEAD_SPACE, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: head.record }, head.model);
   const trainingPatients = new Set(data.groups);
   const queries = [...cases.queries.values()];
   return {
     space: EVAL_HEAD_SPACE,
-    targets: [...options.targets],
+    targets: names.map((n, i) => (i < options.targets.length ? n : `${n} (per slice, mask ${sliceTargets[i - options.targets.length].values.join(',')})`)),
     description: head.description,
     validation: head.validation,
     trainingRows: head.trainingRows,
     trainingVolumes: volumeIds.length,
     trainingPatients: trainingPatients.size,
+    ...(sliceCounts ? { sliceCounts } : {}),
     queriesWithTrainingPatient: queries.filter((q) => trainingPatients.has(options.patientOf(q.caseId))).length,
     queries: queries.length,
     seconds: head.seconds,
@@ -106,9 +133,10 @@ export function evalHeadNote(encoder: string, info: EvalHeadInfo, patientIs: str
     info.queriesWithTrainingPatient === 0
       ? 'no query patient is among them (patient-disjoint)'
       : `NOT patient-disjoint: ${info.queriesWithTrainingPatient} of ${info.queries} queries have other scans of their own patient among the training volumes (the database split holds them), so the fine-tuned rows are optimistic`;
+  const perSlice = Object.entries(info.sliceCounts ?? {}).map(([name, c]) => ` ${name} is present in ${c.present} of ${c.present + c.absent} masked database slices.`).join('');
   return (
     `${encoder}: the \`@${info.space}\` rows search a head (${info.description}) fitted for ${info.targets.join(', ')} on the database split only ` +
     `(${info.trainingRows} slices of ${info.trainingVolumes} volumes, ${info.trainingPatients} patients, a patient being a ${patientIs}; queries are never indexed nor learned from); ${disjoint}. ` +
-    `Validation on held-out database patients, per slice: P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)} (${v.queries} slices).`
+    `Validation on held-out database patients, per slice: P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)} (${v.queries} slices).${perSlice}`
   );
 }
