@@ -86,6 +86,14 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
       reopened.close();
     }
     assert.deepEqual(sliced.results.scores.map((s) => s.method), ['volume-mean', 'volume-mean@fine-tuned']);
+    // The query split's slices, labelled from their own masks, retrieve database slices raw and in the head.
+    const [perSlice] = slicedHead.sliceRetrieval!;
+    assert.equal(perSlice.target, 'tumour');
+    assert.equal(perSlice.queryVolumes, task.queryCount);
+    assert.equal(perSlice.querySlices, sliced.results.encoders[0].querySlices);
+    for (const v of [perSlice.raw.mean, perSlice.fineTuned.mean, perSlice.random]) assert.ok(v >= 0 && v <= 1, String(v));
+    assert.ok(Math.abs(perSlice.gain.mean - (perSlice.fineTuned.mean - perSlice.raw.mean)) < 1e-9);
+    assert.ok(sliced.results.dataset.notes.some((n) => n.includes('per-slice retrieval on the query split, tumour')));
   });
 
   test('devbench: the report says plainly that the head is not patient-disjoint there', { skip: skipWithoutSharedData }, () => {

@@ -14,6 +14,7 @@ import type { Store } from '../store/types.js';
 import type { Case } from './datasets/types.js';
 import type { IndexedDatabase } from './index-stage.js';
 import type { EvalMethod } from './methods.js';
+import type { SliceRetrievalScore } from './slice-retrieval.js';
 
 /** The space the eval head is kept under in each encoder's eval index. */
 export const EVAL_HEAD_SPACE = 'fine-tuned';
@@ -42,6 +43,8 @@ export interface EvalHeadInfo {
   trainingPatients: number;
   /** Per slice target: database slices labelled present / absent from the masks (volumes without one: neither). */
   sliceCounts?: Record<string, { present: number; absent: number }>;
+  /** Per slice target, the query split's slices retrieving database slices (slice-retrieval.ts). */
+  sliceRetrieval?: SliceRetrievalScore[];
   /** Queries whose patient is among them: 0 is patient-disjoint. */
   queriesWithTrainingPatient: number;
   queries: number;
@@ -73,7 +76,7 @@ export async function fitEvalHead(
   database: IndexedDatabase,
   cases: { database: ReadonlyMap<string, Case>; queries: ReadonlyMap<string, Case> },
   options: EvalHeadOptions & { patientOf: (caseId: string) => string; onStatus?: (line: string) => void },
-): Promise<EvalHeadInfo> {
+): Promise<{ info: EvalHeadInfo; databaseSliceLabels: Map<string, Map<number, string[]>> }> {
   const volumeIds = [...database.caseOfVolume.keys()];
   const slices = slicesOfStore(store, volumeIds);
   const caseOf = (owner: number): Case => cases.database.get(database.caseOfVolume.get(slices.volumeIds[owner])!)!;
@@ -110,8 +113,16 @@ export async function fitEvalHead(
   });
   saveSpace(store, { name: EVAL_HEAD_SPACE, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: head.record }, head.model);
   const trainingPatients = new Set(data.groups);
+  // Database slice → its per-slice labels, for scoring the query split's slices (slice-retrieval.ts).
+  const databaseSliceLabels = new Map<string, Map<number, string[]>>();
+  for (const [volumeId, perTarget] of byVolume) {
+    const o = slices.volumeIds.indexOf(volumeId);
+    const bySlice = new Map<number, string[]>();
+    perTarget[0].forEach((_, row) => bySlice.set(slices.sliceIndices[slices.firstRows[o] + row], perTarget.map((labels) => labels[row])));
+    databaseSliceLabels.set(volumeId, bySlice);
+  }
   const queries = [...cases.queries.values()];
-  return {
+  const info: EvalHeadInfo = {
     space: EVAL_HEAD_SPACE,
     targets: names.map((n, i) => (i < options.targets.length ? n : `${n} (per slice, mask ${sliceTargets[i - options.targets.length].values.join(',')})`)),
     description: head.description,
@@ -124,6 +135,7 @@ export async function fitEvalHead(
     queries: queries.length,
     seconds: head.seconds,
   };
+  return { info, databaseSliceLabels };
 }
 
 /** What the report says about the head: where it learned, how it validated, whether it is patient-disjoint. */

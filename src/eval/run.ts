@@ -5,9 +5,12 @@ import { SliceFeeder } from '../encode/slice-feeder.js';
 import { openIndex, type OpenedIndex } from '../ingest/open-index.js';
 import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K } from '../search/search.js';
 import type { Case } from './datasets/types.js';
+import { DatasetError } from './errors.js';
 import { SpaceStore } from '../space/space-store.js';
 import { EVAL_HEAD_SPACE, evalHeadNote, fitEvalHead, methodsInSpace } from './head-stage.js';
 import { indexDatabase } from './index-stage.js';
+import { scoreSliceRetrieval, sliceRetrievalNote, type QueryRows } from './slice-retrieval.js';
+import type { ResolvedQuery } from '../query/sources.js';
 import { DEFAULT_PRECISION_KS, DEFAULT_RECALL_KS } from './metrics.js';
 import { DEFAULT_EVAL_METHODS, DEFAULT_EVAL_ENCODERS, parseEvalMethod, type EvalMethod } from './methods.js';
 import { type EvalEncoderInfo, type EvalScore, type EvalSettings, type EvalResults, type EvalOptions } from './results.js';
@@ -130,6 +133,11 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
   const prepareSeconds = (performance.now() - started) / 1000;
   const { tasks } = prepared;
   const { databaseCases, queryCases } = casesOf(tasks);
+  const tumourTasks = tasks.filter((t) => t.kind === 'tumour').length;
+  if (options.head && tumourTasks !== 1) {
+    // One head learns from one database: 3D-MIR's per-organ databases label the same volume differently.
+    throw new DatasetError(tumourTasks === 0 ? 'a fine-tuned head (--target) needs a tumour task with 3D-MIR labels (devbench, demo or a Decathlon folder)' : `a fine-tuned head (--target) is fitted on one database, and this run has ${tumourTasks} (one per organ): give --organ liver, colon, pancreas or lung, or --protocol cmir`);
+  }
 
   const encoders: EvalEncoderInfo[] = [];
   const scores: EvalScore[] = [];
@@ -143,6 +151,7 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
     const { store } = index;
     const feeder = new SliceFeeder();
     const spaces = new Map<string, SpaceStore>();
+    let databaseSliceLabels: Map<string, Map<number, string[]>> | undefined;
     try {
       const encoder = await index.encoder();
       const problems: string[] = [];
@@ -151,11 +160,20 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
       if (options.head) {
         // Devbench's variants of one real scan are one patient; a Decathlon volume is its own.
         const patientOf = (caseId: string): string => prepared.scanOf?.get(caseId) ?? caseId;
-        database.info.head = await fitEvalHead(store, database, { database: databaseCases, queries: queryCases }, { ...options.head, patientOf, onStatus: message });
-        headNotes.push(evalHeadNote(encoderName, database.info.head, prepared.scanOf ? 'real scan of origin' : 'volume'));
+        const fitted = await fitEvalHead(store, database, { database: databaseCases, queries: queryCases }, { ...options.head, patientOf, onStatus: message });
+        database.info.head = fitted.info;
+        databaseSliceLabels = fitted.databaseSliceLabels;
+        headNotes.push(evalHeadNote(encoderName, fitted.info, prepared.scanOf ? 'real scan of origin' : 'volume'));
         spaces.set(EVAL_HEAD_SPACE, await SpaceStore.open(store, EVAL_HEAD_SPACE));
       }
-      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress, spaces });
+      const sliceTargets = options.head?.sliceTargets ?? [];
+      const queryRows: QueryRows[] = [];
+      const onQueryRows = sliceTargets.length > 0 ? (queryCase: Case, resolved: ResolvedQuery): void => void (resolved.volume && queryRows.push({ queryCase, rows: resolved.query, geometry: { dims: resolved.volume.dims, affineRas: resolved.volume.affineRas } })) : undefined;
+      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress, spaces, ...(onQueryRows ? { onQueryRows } : {}) });
+      if (database.info.head && sliceTargets.length > 0 && databaseSliceLabels) {
+        database.info.head.sliceRetrieval = await scoreSliceRetrieval(store, spaces.get(EVAL_HEAD_SPACE)!, queryRows, sliceTargets, databaseSliceLabels);
+        headNotes.push(...sliceRetrievalNote(encoderName, database.info.head.sliceRetrieval));
+      }
       const scoringStarted = performance.now();
       const scored = scoreRankings(tasks, rankings, database, { encoderName, methods, settings, scanOf: prepared.scanOf, problems });
       scores.push(...scored.scores);

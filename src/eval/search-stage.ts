@@ -128,6 +128,8 @@ export async function searchQueries(
     problems: string[];
     progress: (event: EvalProgress) => void;
     spaces?: ReadonlyMap<string, SpaceStore>;
+    /** Each query case's rows once resolved (embedded), e.g. for the per-slice scores of a head. */
+    onQueryRows?: (queryCase: Case, resolved: ResolvedQuery) => void;
   },
 ): Promise<EvalRankings> {
   const { store, encoder, feeder, methods, settings, problems, progress } = context;
@@ -160,6 +162,7 @@ export async function searchQueries(
       continue;
     }
     info.queryEmbedSeconds += (performance.now() - embedStarted) / 1000;
+    context.onQueryRows?.(queryCase, resolved);
     info.querySlices += resolved.sliceIndices.length;
     if (resolved.record) {
       const twin = caseOfVolume.get(resolved.record.volumeId);

@@ -85,7 +85,12 @@ export interface SliceLabels {
  * mask is read, labelled and dropped before the next). Errors: no volume has a mask (NO_MASK), a mask on
  * another grid (GRID_MISMATCH, naming both files), a target whose values occur in no mask (LABEL_ABSENT).
  */
-export async function sliceLabelsFromMasks(volumes: readonly MaskedVolume[], targets: readonly SliceTarget[], onMask?: (done: number, total: number) => void): Promise<SliceLabels> {
+export async function sliceLabelsFromMasks(
+  volumes: readonly MaskedVolume[],
+  targets: readonly SliceTarget[],
+  onMask?: (done: number, total: number) => void,
+  options: { requirePresent?: boolean } = {},
+): Promise<SliceLabels> {
   const withMask = volumes.filter((v) => v.maskPath !== undefined);
   if (withMask.length === 0) throw new SliceLabelError('NO_MASK', `none of the ${volumes.length} volume(s) has a mask; name each volume's mask (a "mask" column beside "path")`);
   const byVolume = new Map<string, string[][]>();
@@ -112,7 +117,8 @@ export async function sliceLabelsFromMasks(volumes: readonly MaskedVolume[], tar
     onMask?.(n + 1, withMask.length);
   }
   targets.forEach((target, t) => {
-    if (!found[t]) {
+    // Scoring queries may meet a split without any present slice; learning from one may not.
+    if (!found[t] && (options.requirePresent ?? true)) {
       const values = [...seen].sort((a, b) => a - b);
       throw new SliceLabelError(
         'LABEL_ABSENT',
