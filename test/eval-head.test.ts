@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { runEval } from '../src/eval/run.js';
+import { runEval, type EvalResults } from '../src/eval/run.js';
 import { EVAL_HEAD_SPACE } from '../src/eval/head-stage.js';
 import { loadSpace } from '../src/space/persist.js';
 import { openStore } from '../src/store/index.js';
@@ -32,7 +32,10 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     assert.deepEqual(results.methods.map((m) => m.label), ['slice-count', 'volume-mean', 'slice-count@fine-tuned', 'volume-mean@fine-tuned']);
     const [task] = results.tasks;
     const encoder = results.encoders[0];
-    const head = encoder.head!;
+    // Demo queries are phantoms of their own: one head, patient-disjoint by construction.
+    assert.equal(encoder.heads!.length, 1);
+    const head = encoder.heads![0];
+    assert.equal(head.space, EVAL_HEAD_SPACE);
     // Learned from the database split alone: every indexed volume is a database case, none a query.
     assert.equal(head.trainingVolumes, task.databaseSize);
     assert.equal(head.trainingRows, encoder.index.slices);
@@ -73,7 +76,7 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
       methods: ['volume-mean'],
       head: { targets: [], sliceTargets: [{ name: 'tumour', values: [2] }] },
     });
-    const slicedHead = sliced.results.encoders[0].head!;
+    const slicedHead = sliced.results.encoders[0].heads![0];
     assert.equal(sliced.results.encoders[0].index.added, 0);
     assert.deepEqual(slicedHead.targets, ['tumour (per slice, mask 2)']);
     assert.equal(slicedHead.trainingRows, encoder.index.slices);
@@ -87,7 +90,7 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     }
     assert.deepEqual(sliced.results.scores.map((s) => s.method), ['volume-mean', 'volume-mean@fine-tuned']);
     // The query split's slices, labelled from their own masks, retrieve database slices raw and in the head.
-    const [perSlice] = slicedHead.sliceRetrieval!;
+    const [perSlice] = sliced.results.encoders[0].sliceRetrieval!;
     assert.equal(perSlice.target, 'tumour');
     assert.equal(perSlice.queryVolumes, task.queryCount);
     assert.equal(perSlice.querySlices, sliced.results.encoders[0].querySlices);
@@ -96,17 +99,36 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     assert.ok(sliced.results.dataset.notes.some((n) => n.includes('per-slice retrieval on the query split, tumour')));
   });
 
-  test('devbench: the report says plainly that the head is not patient-disjoint there', { skip: skipWithoutSharedData }, () => {
+  test('devbench: query patients have scans in the database, so each gets a head fitted without them', { skip: skipWithoutSharedData }, () => {
     const out = join(tmpdir(), `mir3d-eval-head-devbench-${process.pid}`);
     dirs.push(out);
     const run = runCli(['eval', 'devbench', '--shared-data', sharedPath(), '--profile', 'small', '--encoders', 'baseline', '--methods', 'volume-mean', '--skip-regions', '--examples', '0', '--target', 'lesion_group,cancer_flag', '--out', out, '--json', '--no-progress'], 300_000);
     assert.equal(run.status, 0, run.stderr);
     const printed = JSON.parse(run.stdout) as { scores: Array<{ method: string; groupP10: number }> };
     assert.deepEqual(printed.scores.map((s) => s.method), ['volume-mean', 'volume-mean@fine-tuned']);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
+    const [task] = results.tasks;
+    const scanOf = (caseId: string): string => results.cases[caseId].scan!;
+    const heads = results.encoders[0].heads!;
+    const queryScans = new Set(task.queryKeys.map(scanOf));
+    assert.equal(heads.length, queryScans.size, 'one head per query patient (every devbench query scan has variants in the database)');
+    assert.equal(heads.reduce((n, h) => n + h.queries, 0), task.queryCount);
+    for (const h of heads) {
+      assert.ok(h.leftOutPatient !== undefined && queryScans.has(h.leftOutPatient));
+      assert.equal(h.queriesWithTrainingPatient, 0);
+      // Trained on every database volume except that patient's.
+      assert.equal(h.trainingVolumes, task.databaseIds.filter((id) => scanOf(id) !== h.leftOutPatient).length);
+    }
+    const store = openStore(results.encoders[0].indexDir);
+    try {
+      for (const h of heads) assert.equal((loadSpace(store, h.space).metadata.training as Record<string, unknown>).leftOutPatient, h.leftOutPatient);
+    } finally {
+      store.close();
+    }
     const report = readFileSync(join(out, 'report.md'), 'utf8');
     assert.match(report, /volume-mean@fine-tuned/);
-    // Devbench's database holds other variants of the query scans: said, not hidden.
-    assert.match(report, /NOT patient-disjoint: \d+ of \d+ queries have other scans of their own patient among the training volumes/);
+    assert.match(report, /each fitted without any scan of that patient/);
+    assert.match(report, /no query patient is in the data its head learned from \(patient-disjoint\)/);
   });
 
   test('an unknown target is one line and exit 2', () => {

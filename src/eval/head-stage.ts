@@ -14,7 +14,6 @@ import type { Store } from '../store/types.js';
 import type { Case } from './datasets/types.js';
 import type { IndexedDatabase } from './index-stage.js';
 import type { EvalMethod } from './methods.js';
-import type { SliceRetrievalScore } from './slice-retrieval.js';
 
 /** The space the eval head is kept under in each encoder's eval index. */
 export const EVAL_HEAD_SPACE = 'fine-tuned';
@@ -34,6 +33,9 @@ export interface EvalHeadOptions {
 
 export interface EvalHeadInfo {
   space: string;
+  /** The query patient none of whose scans this head learned from (undefined: a head for queries whose
+   * patient has no scan in the database). */
+  leftOutPatient?: string;
   targets: string[];
   description: string;
   validation: TrainedHead['validation'];
@@ -43,10 +45,9 @@ export interface EvalHeadInfo {
   trainingPatients: number;
   /** Per slice target: database slices labelled present / absent from the masks (volumes without one: neither). */
   sliceCounts?: Record<string, { present: number; absent: number }>;
-  /** Per slice target, the query split's slices retrieving database slices (slice-retrieval.ts). */
-  sliceRetrieval?: SliceRetrievalScore[];
-  /** Queries whose patient is among them: 0 is patient-disjoint. */
+  /** Of the queries this head serves, those whose patient is among its training patients: 0 is patient-disjoint. */
   queriesWithTrainingPatient: number;
+  /** Queries whose `@fine-tuned` rows search this head. */
   queries: number;
   seconds: number;
 }
@@ -66,17 +67,30 @@ export function methodsInSpace(methods: readonly EvalMethod[], space = EVAL_HEAD
   return methods.map((m) => ({ ...m, label: `${m.label}@${space}`, space }));
 }
 
+/** The heads of one encoder's run and which one each query searches in. */
+export interface EvalHeads {
+  infos: EvalHeadInfo[];
+  /** Query case id → the stored space (one of the infos' `space`) its `@fine-tuned` rows search. */
+  spaceOfQuery: Map<string, string>;
+  /** Database slice → its per-slice labels (volume id → slice index → label per slice target), for
+   * scoring the query split's slices (slice-retrieval.ts). Empty without slice targets. */
+  databaseSliceLabels: Map<string, Map<number, string[]>>;
+}
+
 /**
- * Fits the head on the database cases' slices (the index's volumes of this run's database) with each
- * slice carrying its volume's labels; `patientOf` groups the validation split (and says which queries
- * share a patient with the training data). Stores it as EVAL_HEAD_SPACE.
+ * Fits the heads on the database cases' slices (the index's volumes of this run's database), each slice
+ * carrying its volume's labels and, with slice targets, its own from the case's mask; `patientOf` groups
+ * the validation split. When query patients also have scans in the database (devbench: variants of one
+ * real scan), each such patient gets a head fitted without any of its scans, so no query's patient is in
+ * the data its head learned from; the database searched stays the protocol's. Otherwise one head serves
+ * every query. Heads are stored as EVAL_HEAD_SPACE (and EVAL_HEAD_SPACE-N).
  */
-export async function fitEvalHead(
+export async function fitEvalHeads(
   store: Store,
   database: IndexedDatabase,
   cases: { database: ReadonlyMap<string, Case>; queries: ReadonlyMap<string, Case> },
   options: EvalHeadOptions & { patientOf: (caseId: string) => string; onStatus?: (line: string) => void },
-): Promise<{ info: EvalHeadInfo; databaseSliceLabels: Map<string, Map<number, string[]>> }> {
+): Promise<EvalHeads> {
   const volumeIds = [...database.caseOfVolume.keys()];
   const slices = slicesOfStore(store, volumeIds);
   const caseOf = (owner: number): Case => cases.database.get(database.caseOfVolume.get(slices.volumeIds[owner])!)!;
@@ -88,7 +102,7 @@ export async function fitEvalHead(
   let byVolume = new Map<string, string[][]>();
   let sliceCounts: EvalHeadInfo['sliceCounts'];
   if (sliceTargets.length > 0) {
-    // Only the database cases' masks are read: a query's mask never reaches the head.
+    // Only the database cases' masks are read: a query's mask never reaches a head.
     const labels = await sliceLabelsFromMasks(
       slices.volumeIds.map((volumeId, o) => {
         const c = caseOf(o);
@@ -103,17 +117,58 @@ export async function fitEvalHead(
   }
   const names = [...options.targets, ...sliceTargets.map((t) => t.name)];
   const data = { vectors: slices.vectors, dim: slices.dim, targets, groups: slices.owners.map((o) => options.patientOf(caseOf(o).caseId)) };
-  options.onStatus?.(`fine-tuning a head (${options.method ?? 'lda'}) for ${names.join(', ')} on ${slices.owners.length} slices of ${volumeIds.length} database volumes`);
-  const head = await trainHeadOnRows(data, {
-    targets: names,
-    ...(sliceTargets.length > 0 ? { sliceTargets: { targets: sliceTargets, byVolume } } : {}),
-    groupBy: 'patient',
-    method: options.method ?? 'lda',
-    seed: options.seed ?? 1,
-  });
-  saveSpace(store, { name: EVAL_HEAD_SPACE, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: head.record }, head.model);
-  const trainingPatients = new Set(data.groups);
-  // Database slice → its per-slice labels, for scoring the query split's slices (slice-retrieval.ts).
+  const databasePatients = new Set(data.groups);
+  const queries = [...cases.queries.values()];
+  const shared = [...new Set(queries.map((q) => options.patientOf(q.caseId)).filter((p) => databasePatients.has(p)))].sort();
+  // One head per query patient found in the database, plus one on everything for the other queries.
+  const plans: Array<{ space: string; leftOut?: string; serves: Case[] }> = shared.map((patient, n) => ({
+    space: `${EVAL_HEAD_SPACE}-${n + 1}`,
+    leftOut: patient,
+    serves: queries.filter((q) => options.patientOf(q.caseId) === patient),
+  }));
+  const others = queries.filter((q) => !databasePatients.has(options.patientOf(q.caseId)));
+  if (others.length > 0 || plans.length === 0) plans.push({ space: EVAL_HEAD_SPACE, serves: others });
+  const describedTargets = names.map((n, i) => (i < options.targets.length ? n : `${n} (per slice, mask ${sliceTargets[i - options.targets.length].values.join(',')})`));
+  const infos: EvalHeadInfo[] = [];
+  const spaceOfQuery = new Map<string, string>();
+  for (const plan of plans) {
+    const rows = plan.leftOut === undefined ? undefined : data.groups.flatMap((g, r) => (g === plan.leftOut ? [] : [r]));
+    const trainingVolumes = new Set((rows ?? data.groups.map((_, r) => r)).map((r) => slices.owners[r])).size;
+    options.onStatus?.(
+      `fine-tuning a head (${options.method ?? 'lda'}) for ${names.join(', ')} on ${rows?.length ?? slices.owners.length} slices of ${trainingVolumes} database volumes${plan.leftOut !== undefined ? ` (without the scans of query patient ${plan.leftOut})` : ''}`,
+    );
+    let head: TrainedHead;
+    try {
+      head = await trainHeadOnRows(data, {
+        targets: names,
+        ...(sliceTargets.length > 0 ? { sliceTargets: { targets: sliceTargets, byVolume } } : {}),
+        ...(rows ? { rows } : {}),
+        groupBy: 'patient',
+        method: options.method ?? 'lda',
+        seed: options.seed ?? 1,
+      });
+    } catch (error) {
+      if (error instanceof SpaceError && plan.leftOut !== undefined) throw new SpaceError(error.code, `head without patient ${plan.leftOut}`, error.detail, { cause: error });
+      throw error;
+    }
+    saveSpace(store, { name: plan.space, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: { ...head.record, ...(plan.leftOut !== undefined ? { leftOutPatient: plan.leftOut } : {}) } }, head.model);
+    const trainingPatients = new Set((rows ?? data.groups.map((_, r) => r)).map((r) => data.groups[r]));
+    for (const q of plan.serves) spaceOfQuery.set(q.caseId, plan.space);
+    infos.push({
+      space: plan.space,
+      ...(plan.leftOut !== undefined ? { leftOutPatient: plan.leftOut } : {}),
+      targets: describedTargets,
+      description: head.description,
+      validation: head.validation,
+      trainingRows: head.trainingRows,
+      trainingVolumes,
+      trainingPatients: trainingPatients.size,
+      ...(sliceCounts ? { sliceCounts } : {}),
+      queriesWithTrainingPatient: plan.serves.filter((q) => trainingPatients.has(options.patientOf(q.caseId))).length,
+      queries: plan.serves.length,
+      seconds: head.seconds,
+    });
+  }
   const databaseSliceLabels = new Map<string, Map<number, string[]>>();
   for (const [volumeId, perTarget] of byVolume) {
     const o = slices.volumeIds.indexOf(volumeId);
@@ -121,34 +176,27 @@ export async function fitEvalHead(
     perTarget[0].forEach((_, row) => bySlice.set(slices.sliceIndices[slices.firstRows[o] + row], perTarget.map((labels) => labels[row])));
     databaseSliceLabels.set(volumeId, bySlice);
   }
-  const queries = [...cases.queries.values()];
-  const info: EvalHeadInfo = {
-    space: EVAL_HEAD_SPACE,
-    targets: names.map((n, i) => (i < options.targets.length ? n : `${n} (per slice, mask ${sliceTargets[i - options.targets.length].values.join(',')})`)),
-    description: head.description,
-    validation: head.validation,
-    trainingRows: head.trainingRows,
-    trainingVolumes: volumeIds.length,
-    trainingPatients: trainingPatients.size,
-    ...(sliceCounts ? { sliceCounts } : {}),
-    queriesWithTrainingPatient: queries.filter((q) => trainingPatients.has(options.patientOf(q.caseId))).length,
-    queries: queries.length,
-    seconds: head.seconds,
-  };
-  return { info, databaseSliceLabels };
+  return { infos, spaceOfQuery, databaseSliceLabels };
 }
 
-/** What the report says about the head: where it learned, how it validated, whether it is patient-disjoint. */
-export function evalHeadNote(encoder: string, info: EvalHeadInfo, patientIs: string): string {
-  const v = info.validation;
-  const disjoint =
-    info.queriesWithTrainingPatient === 0
-      ? 'no query patient is among them (patient-disjoint)'
-      : `NOT patient-disjoint: ${info.queriesWithTrainingPatient} of ${info.queries} queries have other scans of their own patient among the training volumes (the database split holds them), so the fine-tuned rows are optimistic`;
-  const perSlice = Object.entries(info.sliceCounts ?? {}).map(([name, c]) => ` ${name} is present in ${c.present} of ${c.present + c.absent} masked database slices.`).join('');
-  return (
-    `${encoder}: the \`@${info.space}\` rows search a head (${info.description}) fitted for ${info.targets.join(', ')} on the database split only ` +
-    `(${info.trainingRows} slices of ${info.trainingVolumes} volumes, ${info.trainingPatients} patients, a patient being a ${patientIs}; queries are never indexed nor learned from); ${disjoint}. ` +
-    `Validation on held-out database patients, per slice: P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)} (${v.queries} slices).${perSlice}`
-  );
+/** What the report says about the heads: where they learned, how they validated, that no query patient
+ * was learned from. */
+export function evalHeadNotes(encoder: string, infos: readonly EvalHeadInfo[], patientIs: string): string[] {
+  const first = infos[0];
+  const leaked = infos.reduce((n, h) => n + h.queriesWithTrainingPatient, 0);
+  const queries = infos.reduce((n, h) => n + h.queries, 0);
+  const perSlice = Object.entries(first.sliceCounts ?? {}).map(([name, c]) => ` ${name} is present in ${c.present} of ${c.present + c.absent} masked database slices.`).join('');
+  const split = infos.length === 1 ? `one head for all ${queries} queries` : `${infos.length} heads, one per query patient with scans in the database, each fitted without any scan of that patient (the database searched is still the whole split)`;
+  const lines = [
+    `${encoder}: the \`@${EVAL_HEAD_SPACE}\` rows search a head (${first.description}) fitted for ${first.targets.join(', ')} on the database split only (a patient being a ${patientIs}; queries are never indexed nor learned from): ${split}; ` +
+      (leaked === 0 ? 'no query patient is in the data its head learned from (patient-disjoint).' : `NOT patient-disjoint: ${leaked} of ${queries} queries have scans of their own patient in their head's training data.`) +
+      perSlice,
+  ];
+  for (const h of infos) {
+    const v = h.validation;
+    lines.push(
+      `${encoder}: head \`${h.space}\`${h.leftOutPatient !== undefined ? ` (without patient ${h.leftOutPatient})` : ''} for ${h.queries} queries: ${h.trainingRows} slices of ${h.trainingVolumes} volumes, ${h.trainingPatients} patients; validation per slice on held-out training patients: P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)} (${v.queries} slices).`,
+    );
+  }
+  return lines;
 }

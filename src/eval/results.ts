@@ -1,5 +1,6 @@
 import type { EvalHeadInfo, EvalHeadOptions } from './head-stage.js';
 import type { EvalMethod } from './methods.js';
+import type { SliceRetrievalScore } from './slice-retrieval.js';
 import type { RankedCase, SameScanShare } from './scoring.js';
 import type { EvalDatasetSpec, EvalProgress, PreparedDataset } from './tasks.js';
 import type { Encoder } from '../encode/encoder.js';
@@ -22,8 +23,11 @@ export interface EvalEncoderInfo {
   queryEmbedSeconds: number;
   querySlices: number;
   searchSeconds: Record<string, number>;
-  /** The fine-tuned head of this encoder's run (EvalOptions.head). */
-  head?: EvalHeadInfo;
+  /** The fine-tuned heads of this encoder's run (EvalOptions.head; several when query patients have scans
+   * in the database: one per such patient, fitted without them). */
+  heads?: EvalHeadInfo[];
+  /** With slice targets: the query split's slices retrieving database slices, raw and fine-tuned. */
+  sliceRetrieval?: SliceRetrievalScore[];
 }
 
 export interface EvalTaskInfo {

@@ -7,7 +7,7 @@ import { DEFAULT_CANDIDATES, DEFAULT_FIRST_STAGE, DEFAULT_SLICE_K } from '../sea
 import type { Case } from './datasets/types.js';
 import { DatasetError } from './errors.js';
 import { SpaceStore } from '../space/space-store.js';
-import { EVAL_HEAD_SPACE, evalHeadNote, fitEvalHead, methodsInSpace } from './head-stage.js';
+import { EVAL_HEAD_SPACE, evalHeadNotes, fitEvalHeads, methodsInSpace, type EvalHeads } from './head-stage.js';
 import { indexDatabase } from './index-stage.js';
 import { scoreSliceRetrieval, sliceRetrievalNote, type QueryRows } from './slice-retrieval.js';
 import type { ResolvedQuery } from '../query/sources.js';
@@ -151,7 +151,7 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
     const { store } = index;
     const feeder = new SliceFeeder();
     const spaces = new Map<string, SpaceStore>();
-    let databaseSliceLabels: Map<string, Map<number, string[]>> | undefined;
+    let heads: EvalHeads | undefined;
     try {
       const encoder = await index.encoder();
       const problems: string[] = [];
@@ -160,19 +160,24 @@ export async function runEval(options: EvalOptions): Promise<{ results: EvalResu
       if (options.head) {
         // Devbench's variants of one real scan are one patient; a Decathlon volume is its own.
         const patientOf = (caseId: string): string => prepared.scanOf?.get(caseId) ?? caseId;
-        const fitted = await fitEvalHead(store, database, { database: databaseCases, queries: queryCases }, { ...options.head, patientOf, onStatus: message });
-        database.info.head = fitted.info;
-        databaseSliceLabels = fitted.databaseSliceLabels;
-        headNotes.push(evalHeadNote(encoderName, fitted.info, prepared.scanOf ? 'real scan of origin' : 'volume'));
-        spaces.set(EVAL_HEAD_SPACE, await SpaceStore.open(store, EVAL_HEAD_SPACE));
+        heads = await fitEvalHeads(store, database, { database: databaseCases, queries: queryCases }, { ...options.head, patientOf, onStatus: message });
+        database.info.heads = heads.infos;
+        headNotes.push(...evalHeadNotes(encoderName, heads.infos, prepared.scanOf ? 'real scan of origin' : 'volume'));
+        for (const h of heads.infos) spaces.set(h.space, await SpaceStore.open(store, h.space));
       }
+      const spaceOfQuery = heads?.spaceOfQuery;
+      const viewOf = (queryCase: Case): SpaceStore => spaces.get(spaceOfQuery!.get(queryCase.caseId)!)!;
+      const spaceFor = (space: string, queryCase: Case): SpaceStore => {
+        if (space !== EVAL_HEAD_SPACE) throw new Error(`unknown eval space ${space}`);
+        return viewOf(queryCase);
+      };
       const sliceTargets = options.head?.sliceTargets ?? [];
       const queryRows: QueryRows[] = [];
       const onQueryRows = sliceTargets.length > 0 ? (queryCase: Case, resolved: ResolvedQuery): void => void (resolved.volume && queryRows.push({ queryCase, rows: resolved.query, geometry: { dims: resolved.volume.dims, affineRas: resolved.volume.affineRas } })) : undefined;
-      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress, spaces, ...(onQueryRows ? { onQueryRows } : {}) });
-      if (database.info.head && sliceTargets.length > 0 && databaseSliceLabels) {
-        database.info.head.sliceRetrieval = await scoreSliceRetrieval(store, spaces.get(EVAL_HEAD_SPACE)!, queryRows, sliceTargets, databaseSliceLabels);
-        headNotes.push(...sliceRetrievalNote(encoderName, database.info.head.sliceRetrieval));
+      const rankings = await searchQueries(tasks, queryCases, database, { store, encoder, feeder, methods, settings, problems, progress, ...(heads ? { spaceFor } : {}), ...(onQueryRows ? { onQueryRows } : {}) });
+      if (heads && sliceTargets.length > 0) {
+        database.info.sliceRetrieval = await scoreSliceRetrieval(store, viewOf, queryRows, sliceTargets, heads.databaseSliceLabels);
+        headNotes.push(...sliceRetrievalNote(encoderName, database.info.sliceRetrieval));
       }
       const scoringStarted = performance.now();
       const scored = scoreRankings(tasks, rankings, database, { encoderName, methods, settings, scanOf: prepared.scanOf, problems });

@@ -127,7 +127,8 @@ export async function searchQueries(
     settings: EvalSettings;
     problems: string[];
     progress: (event: EvalProgress) => void;
-    spaces?: ReadonlyMap<string, SpaceStore>;
+    /** The index seen through a method's space for one query (its head may depend on the query's patient). */
+    spaceFor?: (space: string, queryCase: Case) => SpaceStore;
     /** Each query case's rows once resolved (embedded), e.g. for the per-slice scores of a head. */
     onQueryRows?: (queryCase: Case, resolved: ResolvedQuery) => void;
   },
@@ -135,8 +136,14 @@ export async function searchQueries(
   const { store, encoder, feeder, methods, settings, problems, progress } = context;
   const { info, caseOfVolume, volumeOfCase } = database;
   const shared = sharingSliceSearch(store);
-  const sharedIn = new Map([...(context.spaces ?? new Map<string, SpaceStore>())].map(([name, view]) => [name, { view, shared: sharingSliceSearch(view) }]));
-  for (const m of methods) if (m.space && !sharedIn.has(m.space)) throw new Error(`method ${m.label}: space ${m.space} is not open`);
+  const sharedIn = new Map<SpaceStore, Store>();
+  const inSpaceOf = (space: string, queryCase: Case): { view: SpaceStore; shared: Store } => {
+    const view = context.spaceFor?.(space, queryCase);
+    if (!view) throw new Error(`space ${space} is not open for query ${queryCase.caseId}`);
+    let viewShared = sharedIn.get(view);
+    if (!viewShared) sharedIn.set(view, (viewShared = sharingSliceSearch(view)));
+    return { view, shared: viewShared };
+  };
   const allVolumeIds = new Set(store.listVolumes().map((r) => r.volumeId));
   const scopeOf = new Map<string, string[] | undefined>();
   for (const task of tasks) {
@@ -189,7 +196,7 @@ export async function searchQueries(
             localize: task.kind === 'region',
           });
           const t0 = performance.now();
-          const inSpace = method.space ? sharedIn.get(method.space)! : undefined;
+          const inSpace = method.space ? inSpaceOf(method.space, queryCase) : undefined;
           let query = job.query;
           if (inSpace) {
             let rows = projected.get(method.space!);

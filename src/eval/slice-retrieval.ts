@@ -41,7 +41,7 @@ function meanSe(values: readonly number[]): { mean: number; se: number } {
 /** `databaseLabels`: database volume id → its slice index → the label per slice target. */
 export async function scoreSliceRetrieval(
   store: Store,
-  view: SpaceStore,
+  viewOf: (queryCase: Case) => SpaceStore,
   queries: readonly QueryRows[],
   targets: readonly SliceTarget[],
   databaseLabels: ReadonlyMap<string, ReadonlyMap<number, readonly string[]>>,
@@ -69,6 +69,7 @@ export async function scoreSliceRetrieval(
     const own = labels.byVolume.get(q.queryCase.caseId)!;
     const options = { k, mode: 'exact' as const, filter: { includeVolumeIds } };
     const rawHits = await store.searchSlices(q.rows.vectors, options);
+    const view = viewOf(q.queryCase);
     const tunedHits = await view.searchSlices(await view.project(q.rows.vectors), options);
     targets.forEach((_, t) => {
       const share = (hits: ReadonlyArray<{ volumeId: string; sliceIndex: number }>, label: string): number =>
