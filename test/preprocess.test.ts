@@ -511,6 +511,35 @@ describe('slice batches', () => {
     assert.throws(() => sliceBatches(volume, { ...spec, widthPx: 0 }, 4), /widthPx must be a positive integer/);
   });
 
+  test('int16 slices: the SIMD kernel gives the scalar loops within float32 rounding, for 1–4 windows, shrinking and growing axes, interleaved plans', () => {
+    // HU from −1500 to 2500 in a pattern with edges, so every window clamps somewhere and the filters mix.
+    const volume = makeVolume([97, 61, 4], [0.7, 0.9, 2], (i, j, k) => ((i * 37 + j * 53 + k * 11) % 4000) - 1500 + (i > 40 ? 900 : 0));
+    const cases: SlicePreprocessing[] = [
+      { windows: parseWindows('abdomen,lung,bone'), heightPx: 40, widthPx: 48, bodyCrop: false },
+      { windows: parseWindows('lung'), heightPx: 150, widthPx: 130, bodyCrop: false },
+      { windows: parseWindows('abdomen,bone'), heightPx: 33, widthPx: 200, bodyCrop: false },
+      { windows: parseWindows('abdomen,lung,bone,brain'), heightPx: 224, widthPx: 224, bodyCrop: false },
+    ];
+    const plans = cases.map((spec) => planSlicePreprocessing(volume, spec));
+    const scalarPlans = cases.map((spec) => ({ ...planSlicePreprocessing(volume, spec), int16Simd: null }));
+    for (let round = 0; round < 2; round++) {
+      for (let n = 0; n < cases.length; n++) {
+        for (let k = 0; k < 4; k++) {
+          const kernel = new Float32Array(plans[n].sliceValues).fill(NaN);
+          const scalar = new Float32Array(plans[n].sliceValues);
+          preprocessSliceInto(plans[n], volume, k, kernel, 0);
+          preprocessSliceInto(scalarPlans[n], volume, k, scalar, 0);
+          assert.ok(plans[n].int16Simd, 'the kernel served the int16 plan');
+          let worst = 0;
+          for (let p = 0; p < kernel.length; p++) worst = Math.max(worst, Math.abs(kernel[p] - scalar[p]));
+          assert.ok(worst <= 1e-6, `case ${n}, slice ${k}: kernel and scalar differ by ${worst}`);
+          const { min, max } = minMax(kernel);
+          assert.ok(min >= 0 && max <= 1, `values in [0, 1]: ${min} … ${max}`);
+        }
+      }
+    }
+  });
+
   test('IRCADb-17, abdomen/lung/bone at 224 × 224 with body crop and a 5 mm step', { skip: skipWithoutSharedData }, async (t) => {
     const volume = await readVolume(sharedPath('ircad17/ct.nii.gz'));
     const realSpec: SlicePreprocessing = {

@@ -5,6 +5,7 @@ import { selectSlices } from './slices.js';
 import type { SliceTensor } from './slice-tensor.js';
 import type { SlicePreprocessing } from './spec.js';
 import { int16WindowTable, windowResizeRowsFloat32, windowResizeRowsInt16, type CropRows } from './window-resize.js';
+import { simdWindowResize, type WindowResizeRun } from './window-resize-simd.js';
 
 /**
  * Everything about turning slices of one volume into encoder input that does not depend on the slice:
@@ -24,6 +25,9 @@ export interface SlicePlan {
   scratch: ResizeScratch;
   /** Windowed values of every int16 HU, made on the first int16 slice (see int16WindowTable). */
   int16Table?: Float32Array;
+  /** The SIMD kernel's run for int16 slices, made on the first one; null keeps the scalar loops (no
+   * WebAssembly SIMD, more than 4 windows, or set so by a test to compare the two). */
+  int16Simd?: WindowResizeRun | null;
 }
 
 export interface SlicePlanOptions {
@@ -99,6 +103,13 @@ export function preprocessSliceInto(plan: SlicePlan, volume: Volume, k: number, 
   const { resize, crop, channels, scratch } = plan;
   const { x, y } = resize;
   const data = volume.data;
+  if (data instanceof Int16Array) {
+    if (plan.int16Simd === undefined) plan.int16Simd = simdWindowResize(resize, plan.spec.windows);
+    if (plan.int16Simd) {
+      plan.int16Simd(data, k, out, outOffset);
+      return;
+    }
+  }
   const rowsPerChannel = (crop.jEnd - crop.jStart) * x.dstLength;
   const rows: CropRows = {
     firstVoxel: k * widthPx * heightPx + crop.jStart * widthPx + crop.iStart,
