@@ -156,35 +156,43 @@ async function wholeVolume(volume: Volume, encoder: OnnxEncoder, path: string | 
     ['worker, spin-waiting threads', () => embedVolume(volume, spinning, { feeder: workerFeeder, batchSize })],
   ];
   const seconds = new Map<string, number[]>(variants.map(([name]) => [name, []]));
+  const cpuSeconds = new Map<string, number[]>(variants.map(([name]) => [name, []]));
   for (let round = 0; round <= RUNS; round++) {
     for (const [name, run] of variants) {
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       await run();
-      if (round > 0) seconds.get(name)!.push((performance.now() - start) / 1000); // round 0 warms up
+      const cpu = process.cpuUsage(cpuStart);
+      if (round === 0) continue; // round 0 warms up
+      seconds.get(name)!.push((performance.now() - start) / 1000);
+      cpuSeconds.get(name)!.push((cpu.user + cpu.system) / 1e6);
     }
   }
   await mainFeeder.close();
   await workerFeeder.close();
   await spinning.close();
   const at = (name: string): number => median(seconds.get(name)!);
-  const perSliceMs = (name: string): string => ((at(name) * 1000) / slices).toFixed(2).padStart(8);
-  process.stdout.write(`\nstages of one volume (${slices} slices), ms per slice, median of ${RUNS} rounds\n`);
+  const cpuAt = (name: string): number => median(cpuSeconds.get(name)!);
+  const perSliceMs = (name: string): string => `${((at(name) * 1000) / slices).toFixed(2).padStart(8)} ${((cpuAt(name) * 1000) / slices).toFixed(2).padStart(8)}`;
+  process.stdout.write(`\nstages of one volume (${slices} slices), ms per slice (wall, CPU of all threads), median of ${RUNS} rounds\n`);
   process.stdout.write(`  read (${path ? 'gzip NIfTI, canonical' : 'phantom in memory, not read'})${' '.repeat(path ? 8 : 4)}${path ? perSliceMs('read') : '       -'}\n`);
   process.stdout.write(`  body crop (once per volume)          ${perSliceMs('body crop')}\n`);
   process.stdout.write(`  window+resize                        ${perSliceMs('window+resize')}\n`);
   process.stdout.write(`  inference, batch ${batchSize}                  ${perSliceMs('inference')}\n`);
-  const inference = slices / at('inference');
-  const row = (label: string, name: string, reference = inference): string =>
-    `  ${label.padEnd(54)} ${(slices / at(name)).toFixed(1).padStart(7)} slices/s ${((slices / at(name)) / reference).toFixed(2).padStart(6)}\n`;
+  // Each ratio three ways: of the medians, the median of the rounds' own ratios (a load change within a
+  // round hits both), and of CPU time (what the two shared cores actually spent; least disturbed by load).
+  const row = (label: string, name: string, reference = 'inference'): string => {
+    const perRound = seconds.get(name)!.map((t, n) => seconds.get(reference)![n] / t);
+    return `  ${label.padEnd(54)} ${(slices / at(name)).toFixed(1).padStart(7)} slices/s ${(at(reference) / at(name)).toFixed(2).padStart(6)} ${median(perRound).toFixed(2).padStart(9)} ${(cpuAt(reference) / cpuAt(name)).toFixed(2).padStart(6)}\n`;
+  };
   process.stdout.write(`\nend to end: a volume in memory through embedVolume (body crop, window+resize, inference), batch ${batchSize}\n`);
-  process.stdout.write(`  ${'variant'.padEnd(54)} ${'rate'.padStart(16)} ${'÷ inference only'}\n`);
+  process.stdout.write(`  ${'variant'.padEnd(54)} ${'rate'.padStart(16)} ÷ inference only: ${'medians'.padStart(7)} ${'per round'.padStart(9)} ${'CPU'.padStart(6)}\n`);
   process.stdout.write(row('inference only (preprocessed input)', 'inference'));
   process.stdout.write(row('preprocessing on the main thread (default on 2 cores)', 'main'));
   process.stdout.write(row('preprocessing worker (default from 3 cores)', 'worker'));
   process.stdout.write(`  with ONNX Runtime threads spin-waiting (MIR3D_ORT_SPIN=1), ÷ its own inference only:\n`);
-  const spinInference = slices / at('inference, spin-waiting threads');
-  process.stdout.write(row('  inference only', 'inference, spin-waiting threads', spinInference));
-  process.stdout.write(row('  preprocessing worker', 'worker, spin-waiting threads', spinInference));
+  process.stdout.write(row('  inference only', 'inference, spin-waiting threads', 'inference, spin-waiting threads'));
+  process.stdout.write(row('  preprocessing worker', 'worker, spin-waiting threads', 'inference, spin-waiting threads'));
 }
 
 await main();
