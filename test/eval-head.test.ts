@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { runEval, type EvalResults } from '../src/eval/run.js';
 import { EVAL_HEAD_SPACE } from '../src/eval/head-stage.js';
-import { loadSpace } from '../src/space/persist.js';
+import { listSpaces, loadSpace, saveSpace } from '../src/space/persist.js';
 import { openStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { sharedPath, skipWithoutSharedData } from './helpers/shared-data.js';
@@ -68,6 +68,14 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     const raw = results.rankings.find((r) => r.method === 'slice-count')!.queries.find((q) => q.queryKey === task.queryKeys[0])!;
     assert.notDeepEqual(raw.results.map((r) => r.score), ranking.results.map((r) => r.score), 'the space changes the scores');
 
+    // A head left by an earlier run with more heads is dropped when the index is reused.
+    const before = openStore(encoder.indexDir);
+    try {
+      const kept = loadSpace(before, EVAL_HEAD_SPACE);
+      saveSpace(before, { ...kept.metadata, name: `${EVAL_HEAD_SPACE}-2` }, kept.model);
+    } finally {
+      before.close();
+    }
     // Per-slice labels from the database cases' masks (tumour = 2) train the same way; the index is reused.
     const sliced = await runEval({
       dataset: { kind: 'demo', count: 12, matrix: 64, regions: false },
@@ -85,6 +93,7 @@ describe('eval with a fine-tuned head (--target) on the protocol datasets', () =
     try {
       const record = loadSpace(reopened, EVAL_HEAD_SPACE).metadata.training as Record<string, unknown>;
       assert.deepEqual(record.sliceTargets, [{ name: 'tumour', values: [2] }]);
+      assert.deepEqual(listSpaces(reopened).map((sp) => sp.name), [EVAL_HEAD_SPACE]);
     } finally {
       reopened.close();
     }

@@ -7,7 +7,7 @@
  */
 import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { trainHeadOnRows, type HeadMethod, type TrainedHead } from '../space/train-head.js';
-import { saveSpace } from '../space/persist.js';
+import { listSpaces, removeSpace, saveSpace } from '../space/persist.js';
 import { slicesOfStore } from '../space/slices.js';
 import { SpaceError } from '../space/errors.js';
 import type { Store } from '../store/types.js';
@@ -128,6 +128,8 @@ export async function fitEvalHeads(
   }));
   const others = queries.filter((q) => !databasePatients.has(options.patientOf(q.caseId)));
   if (others.length > 0 || plans.length === 0) plans.push({ space: EVAL_HEAD_SPACE, serves: others });
+  // A reused eval index keeps the heads of an earlier run: drop them, so the index lists only this run's.
+  for (const stale of listSpaces(store).filter((sp) => new RegExp(`^${EVAL_HEAD_SPACE}(-\\d+)?$`).test(sp.name))) removeSpace(store, stale.name);
   const describedTargets = names.map((n, i) => (i < options.targets.length ? n : `${n} (per slice, mask ${sliceTargets[i - options.targets.length].values.join(',')})`));
   const infos: EvalHeadInfo[] = [];
   const spaceOfQuery = new Map<string, string>();
