@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -160,6 +160,25 @@ describe('mir3d train --slice-target on generated phantoms with lesion masks (ru
     const search = runCli(['search', join(root, 'p1s0', 'ct.nii.gz'), '--db', db, '--space', 'lesion-slices', '--json']);
     assert.equal(search.status, 0, search.stderr);
     assert.match(JSON.parse(search.stdout).space as string, /^space:lesion-slices@/);
+  });
+
+  test('mir3d eval <labels.csv> --slice-target: grouped folds scored per query slice, raw / normalized / fine-tuned, exact random level', () => {
+    const out = join(root, 'cv');
+    const run = runCli(['eval', join(root, 'labels.csv'), '--slice-target', 'lesion=2', '--group-by', 'patient', '--folds', '3', '--encoders', 'baseline', '--out', out, '--json', '--no-progress'], 240_000);
+    assert.equal(run.status, 0, run.stderr);
+    const printed = JSON.parse(run.stdout) as { sliceMetrics: Record<string, { k: number; slices: number; spaces: Record<string, { mean: number; se: number }>; random: number; gains: Record<string, { mean: number }> }> };
+    const lesion = printed.sliceMetrics.lesion;
+    const store = openStore(join(out, 'index-baseline'));
+    try {
+      // Every volume is a query in exactly one fold, so every stored slice is scored once.
+      assert.equal(lesion.slices, store.stats().slices);
+    } finally {
+      store.close();
+    }
+    for (const space of ['raw', 'normalized', 'fine-tuned']) assert.ok(lesion.spaces[space].mean >= 0 && lesion.spaces[space].mean <= 1, space);
+    assert.ok(lesion.random > 0 && lesion.random < 1);
+    assert.ok(Math.abs(lesion.gains['fine-tuned'].mean - (lesion.spaces['fine-tuned'].mean - lesion.spaces.raw.mean)) < 1e-9);
+    assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /## lesion, per slice \(P@5\)/);
   });
 
   test('a volume without a mask row keeps its slices unlabelled, and says so', () => {

@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { CV_KS, CV_SPACES, runGroupedCv } from '../eval/grouped-cv.js';
-import { cvReading, writeCvReports } from '../eval/report-cv.js';
+import { cvReading, cvSliceReading, cvSliceRows, writeCvReports } from '../eval/report-cv.js';
+import type { SliceTarget } from '../labels/slice-targets.js';
 import { displayPath, formatTable } from './format.js';
 import { startProgress, type Progress } from './progress.js';
 
@@ -13,6 +14,7 @@ export interface EvalCvOptions {
   seed?: number;
   whiten?: number;
   head?: string;
+  sliceTargets?: SliceTarget[];
   encoder: string;
   progress: boolean;
   json?: boolean;
@@ -24,10 +26,11 @@ export interface EvalCvOptions {
  * as report.md, report.html and results.json, with the headline table on the terminal.
  */
 export async function runCvEval(csvPath: string, options: EvalCvOptions): Promise<void> {
-  if (!options.target) throw new InvalidArgumentError('--target COLUMN: the label retrieved images must share with the query (e.g. covid); several: a,b');
+  const sliceTargets = options.sliceTargets ?? [];
+  if (!options.target && sliceTargets.length === 0) throw new InvalidArgumentError('--target COLUMN: the label retrieved images must share with the query (e.g. covid); several: a,b (or --slice-target NAME=VALUES with a mask column)');
   if (!options.groupBy) throw new InvalidArgumentError('--group-by COLUMN: the label that keeps each patient on one side of every fold (e.g. patient)');
   if (options.head !== undefined && options.head !== 'lda' && options.head !== 'mlp') throw new InvalidArgumentError('--head: lda or mlp');
-  const targets = options.target.split(',').map((t) => t.trim()).filter(Boolean);
+  const targets = (options.target ?? '').split(',').map((t) => t.trim()).filter(Boolean);
   const out = resolve(options.out);
   let bar: { stage: string; progress: Progress } | undefined;
   const stop = (): void => {
@@ -46,6 +49,7 @@ export async function runCvEval(csvPath: string, options: EvalCvOptions): Promis
       ...(options.seed ? { seed: options.seed } : {}),
       ...(options.whiten ? { whitenDim: options.whiten } : {}),
       ...(options.head ? { head: options.head as 'lda' | 'mlp' } : {}),
+      ...(sliceTargets.length > 0 ? { sliceTargets } : {}),
       onStatus: (line) => {
         stop();
         process.stderr.write(`${line}\n`);
@@ -65,7 +69,7 @@ export async function runCvEval(csvPath: string, options: EvalCvOptions): Promis
   }
   const files = await writeCvReports(out, results);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ files, metrics: results.metrics, gains: results.gains, seconds: results.seconds }, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ files, metrics: results.metrics, gains: results.gains, ...(results.sliceMetrics ? { sliceMetrics: results.sliceMetrics } : {}), seconds: results.seconds }, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     return;
   }
   const f = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '–');
@@ -74,6 +78,9 @@ export async function runCvEval(csvPath: string, options: EvalCvOptions): Promis
     const rows = CV_SPACES.map((space) => [space, ...metrics.map((m) => `${f(results.metrics[space][target][m].mean)} ± ${f(results.metrics[space][target][m].se)}`)]);
     rows.push(['random (exact)', ...metrics.map((m) => f(results.metrics.raw[target][m].random))]);
     process.stdout.write(`${target}: ${results.queries.length} queries, ${results.settings.folds} folds by ${results.dataset.groupBy} (${results.dataset.groups} groups)\n\n${formatTable(['space', ...metrics], rows, [1, 2, 3, 4])}\n\n${cvReading(results, target)}\n\n`);
+  }
+  for (const target of Object.keys(results.sliceMetrics ?? {})) {
+    process.stdout.write(`${target}, per slice:\n\n${formatTable(['space', `P@${results.sliceMetrics![target].k}`], cvSliceRows(results, target), [1])}\n\n${cvSliceReading(results, target)}\n\n`);
   }
   process.stdout.write(`report: ${displayPath(files.markdown)}, ${displayPath(files.html)}; numbers: ${displayPath(files.json)}; ${results.seconds.toFixed(0)} s\n`);
 }

@@ -185,7 +185,7 @@ export function registerEval(program: Command): void {
     .option('--group-by <column>', '<labels.csv>: the label that keeps each patient on one side of every fold')
     .option('--folds <n>', '<labels.csv>: folds (default 5)', positiveInteger('--folds'))
     .option('--whiten <dim>', '<labels.csv>: the normalized space PCA-whitens to this dimension (default: mean-centring)', positiveInteger('--whiten'))
-    .option('--slice-target <name=values>', "devbench or a Decathlon folder: the head also learns per-slice labels from each database case's mask (e.g. tumour=2; repeatable)", collect, [])
+    .option('--slice-target <name=values>', "the head also learns per-slice labels from masks, and query slices are scored per slice (e.g. tumour=2; repeatable): devbench or a Decathlon folder: each database case's label file; <labels.csv>: its mask column", collect, [])
     .option('--head <method>', 'with --target: the fine-tuned space\'s head, lda (default) or mlp (supervised contrastive)')
     .option('--seed <n>', 'with --target: seed of the folds and the validation splits (default 1)', positiveInteger('--seed'))
     .option('--json', 'print the report file paths and headline numbers as JSON')
@@ -198,7 +198,7 @@ export function registerEval(program: Command): void {
         if (options.captions !== undefined) {
           await runTextEval(dataset, { out: options.out, captions: options.captions, target: options.target, groupBy: options.groupBy, folds: options.folds, encoder, progress: options.progress, json: options.json });
         } else {
-          await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, head: options.head, encoder, progress: options.progress, json: options.json });
+          await runCvEval(dataset, { out: options.out, target: options.target, groupBy: options.groupBy, folds: options.folds, whiten: options.whiten, seed: options.seed, head: options.head, sliceTargets: options.sliceTarget.map(parseSliceTarget), encoder, progress: options.progress, json: options.json });
         }
         return;
       }

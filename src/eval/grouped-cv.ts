@@ -28,6 +28,7 @@ import { removeSpace, saveSpace } from '../space/persist.js';
 import { SpaceStore } from '../space/space-store.js';
 import { indexExists } from '../store/index.js';
 import type { Store, VolumeRecord } from '../store/types.js';
+import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { averagePrecisionAtK, precisionAtK, randomAveragePrecision, randomPrecisionAtK } from './metrics.js';
 
 export const CV_SPACES = ['raw', 'normalized', 'fine-tuned'] as const;
@@ -46,6 +47,9 @@ export interface GroupedCvOptions {
   method?: SearchMethod;
   /** The fine-tuned space's head (default lda). */
   head?: HeadMethod;
+  /** Per-slice targets from each row's mask (a `mask` column, relative to the CSV): the head learns them
+   * beside `targets`, and every query slice is scored against its fold's database slices. */
+  sliceTargets?: SliceTarget[];
   /** Normalization: centring (undefined) or PCA-whitening to this dimension. */
   whitenDim?: number;
   readOptions?: ReadOptions;
@@ -92,15 +96,21 @@ export interface CvResults {
   normalizedGains: Record<string, Record<string, { mean: number; se: number }>>;
   folds: CvFoldInfo[];
   queries: CvQueryScore[];
+  /** Per slice target: each query slice's P@k among its fold's database slices (k = CV_SLICE_K), per space,
+   * with the exact random level (the share of the fold's database slices with that label) and the gains
+   * over raw, paired over query slices. */
+  sliceMetrics?: Record<string, { k: number; slices: number; spaces: Record<CvSpace, { mean: number; se: number }>; random: number; gains: Record<'normalized' | 'fine-tuned', { mean: number; se: number }> }>;
   seconds: number;
 }
+
+export const CV_SLICE_K = 5;
 
 interface CsvRow {
   path: string;
   labels: Record<string, string>;
 }
 
-function readCsv(csvPath: string, targets: string[], groupBy: string): CsvRow[] {
+function readCsv(csvPath: string, targets: string[], groupBy: string, needsMasks: boolean): CsvRow[] {
   if (!existsSync(csvPath)) throw new SpaceError('BAD_LABELS', csvPath, 'no such labels file');
   let records: Record<string, string>[];
   try {
@@ -109,7 +119,7 @@ function readCsv(csvPath: string, targets: string[], groupBy: string): CsvRow[] 
     throw new SpaceError('BAD_LABELS', csvPath, `not a readable CSV (${cause instanceof Error ? cause.message.split('\n')[0] : String(cause)})`, { cause });
   }
   if (records.length === 0) throw new SpaceError('BAD_LABELS', csvPath, 'no rows');
-  for (const column of ['path', groupBy, ...targets]) {
+  for (const column of ['path', groupBy, ...targets, ...(needsMasks ? ['mask'] : [])]) {
     if (!(column in records[0])) throw new SpaceError('BAD_LABELS', csvPath, `no "${column}" column (columns: ${Object.keys(records[0]).join(', ')})`);
   }
   const base = dirname(resolve(csvPath));
@@ -170,7 +180,8 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
   const folds = options.folds ?? 5;
   const seed = options.seed ?? 1;
   const method = options.method ?? 'volume-mean';
-  const csvRows = readCsv(options.csvPath, options.targets, options.groupBy);
+  const sliceTargets = options.sliceTargets ?? [];
+  const csvRows = readCsv(options.csvPath, options.targets, options.groupBy, sliceTargets.length > 0);
   const { index, store, encoder, recordOf, failures } = await backboneIndex(csvRows, options);
   try {
     for (const failure of failures) options.onStatus?.(`left out: ${failure}`);
@@ -204,9 +215,35 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
     const training = {
       vectors: sliceVectors,
       dim: store.dim,
-      targets: options.targets.map((t) => sliceOwner.map((i) => label(i, t))),
+      targets: options.targets.map((t): Array<string | undefined> => sliceOwner.map((i) => label(i, t))),
       groups: sliceOwner.map((i) => group(i)),
     };
+    // Per-slice targets: each stored slice labelled from its own row's mask, by canonical slice index.
+    const firstRow: number[] = [];
+    sliceOwner.forEach((owner, s) => {
+      if (firstRow[owner] === undefined) firstRow[owner] = s;
+    });
+    let byVolume = new Map<string, string[][]>();
+    if (sliceTargets.length > 0) {
+      const base = dirname(resolve(options.csvPath));
+      const labels = await sliceLabelsFromMasks(
+        kept.map((k) => {
+          const mask = csvRows[k.row].labels.mask;
+          return { volumeId: k.record.volumeId, what: csvRows[k.row].path, geometry: k.record, sliceIndices: vectorsById.get(k.record.volumeId)!.sliceIndices, ...(mask ? { maskPath: isAbsolute(mask) ? mask : join(base, mask) } : {}) };
+        }),
+        sliceTargets,
+      );
+      byVolume = labels.byVolume;
+      sliceTargets.forEach((_, t) => training.targets.push(sliceOwner.map((o, s) => byVolume.get(kept[o].record.volumeId)?.[t][s - firstRow[o]])));
+    }
+    const headTargets = [...options.targets, ...sliceTargets.map((t) => t.name)];
+    const sliceLabelOf = (volumeId: string, sliceIndex: number, t: number): string | undefined => sliceRowOf.get(volumeId)?.get(sliceIndex)?.[t];
+    const sliceRowOf = new Map<string, Map<number, string[]>>();
+    for (const [volumeId, perTarget] of byVolume) {
+      const v = vectorsById.get(volumeId)!;
+      sliceRowOf.set(volumeId, new Map(Array.from(v.sliceIndices, (k, row) => [k, perTarget.map((labels) => labels[row])] as const)));
+    }
+    const sliceAcc = sliceTargets.map(() => ({ raw: [] as number[], normalized: [] as number[], 'fine-tuned': [] as number[], random: [] as number[] }));
 
     const queries: CvQueryScore[] = [];
     const foldInfos: CvFoldInfo[] = [];
@@ -216,7 +253,14 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
       const dbSlices = sliceOwner.map((owner, s) => ({ owner, s })).filter(({ owner }) => foldOf[owner] !== fold).map(({ s }) => s);
       options.onProgress?.('fitting', fold, folds, `fold ${fold + 1}: normalization and head on ${dbIdx.length} database rows`);
       const normalization = await fitNormalization(sliceVectors, store.dim, { rows: dbSlices, ...(options.whitenDim ? { whitenDim: options.whitenDim } : {}) });
-      const head = await trainHeadOnRows(training, { targets: options.targets, groupBy: options.groupBy, method: options.head ?? 'lda', seed, rows: dbSlices });
+      const head = await trainHeadOnRows(training, {
+        targets: headTargets,
+        ...(sliceTargets.length > 0 ? { sliceTargets: { targets: sliceTargets, byVolume } } : {}),
+        groupBy: options.groupBy,
+        method: options.head ?? 'lda',
+        seed,
+        rows: dbSlices,
+      });
       const names: Record<CvSpace, string | undefined> = { raw: undefined, normalized: `cv-fold${fold + 1}-normalized`, 'fine-tuned': `cv-fold${fold + 1}-head` };
       saveSpace(store, { name: names.normalized!, kind: 'normalization', encoderId: store.encoderId, inputDim: store.dim, outputDim: normalization.layers[0].outDim, training: { fold: fold + 1 } }, spaceModel(normalization.layers, 'cv normalization'));
       saveSpace(store, { name: names['fine-tuned']!, kind: 'head', encoderId: store.encoderId, inputDim: store.dim, outputDim: head.outputDim, training: { fold: fold + 1 } }, head.model);
@@ -229,6 +273,12 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
         head: { description: head.description, validation: head.validation, seconds: head.seconds, trainingRows: head.trainingRows },
       });
       const includeVolumeIds = dbIdx.map((i) => kept[i].record.volumeId);
+      // The exact random level of a query slice: the share of this fold's database slices with its label.
+      const dbSliceCounts = sliceTargets.map((_, t) => {
+        const counts = new Map<string, number>();
+        for (const id of includeVolumeIds) for (const labels of sliceRowOf.get(id)?.values() ?? []) counts.set(labels[t], (counts.get(labels[t]) ?? 0) + 1);
+        return counts;
+      });
       const scores = new Map<number, CvQueryScore>();
       for (const space of CV_SPACES) {
         const view = names[space] ? await SpaceStore.open(store, names[space]!) : undefined;
@@ -258,6 +308,16 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
               });
             }
             scores.set(q, entry);
+            if (sliceTargets.length > 0 && sliceRowOf.has(kept[q].record.volumeId)) {
+              const hits = await (view ?? store).searchSlices(vectors.subarray(0, raw.sliceIndices.length * (view?.dim ?? store.dim)), { k: CV_SLICE_K, mode: 'exact', filter: { includeVolumeIds } });
+              sliceTargets.forEach((_, t) => {
+                raw.sliceIndices.forEach((k, row) => {
+                  const wanted = sliceLabelOf(kept[q].record.volumeId, k, t)!;
+                  sliceAcc[t][space].push(hits[row].filter((h) => sliceLabelOf(h.volumeId, h.sliceIndex, t) === wanted).length / CV_SLICE_K);
+                  if (space === 'raw') sliceAcc[t].random.push((dbSliceCounts[t].get(wanted) ?? 0) / Math.max(dbSlices.length, 1));
+                });
+              });
+            }
             if (n % 50 === 0) options.onProgress?.('searching', fold, folds, `fold ${fold + 1}, ${space}: ${n}/${queryIdx.length} queries`);
           }
         } finally {
@@ -269,7 +329,24 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
       removeSpace(store, names['fine-tuned']!);
     }
     options.onProgress?.('done', folds, folds);
-    return summarize(options, csvRows.length, kept.map((_, i) => group(i)), kept.map((_, i) => i), label, queries, foldInfos, { folds, seed, encoder: encoder.name, encoderId: encoder.id, method }, started);
+    const summary = summarize(options, csvRows.length, kept.map((_, i) => group(i)), kept.map((_, i) => i), label, queries, foldInfos, { folds, seed, encoder: encoder.name, encoderId: encoder.id, method }, started);
+    if (sliceTargets.length === 0) return summary;
+    const paired = (a: number[], b: number[]): { mean: number; se: number } => {
+      const d = a.map((v, i) => v - b[i]);
+      return { mean: mean(d), se: standardError(d) };
+    };
+    const sliceMetrics: NonNullable<CvResults['sliceMetrics']> = {};
+    sliceTargets.forEach((target, t) => {
+      const acc = sliceAcc[t];
+      sliceMetrics[target.name] = {
+        k: CV_SLICE_K,
+        slices: acc.raw.length,
+        spaces: Object.fromEntries(CV_SPACES.map((space) => [space, { mean: mean(acc[space]), se: standardError(acc[space]) }])) as Record<CvSpace, { mean: number; se: number }>,
+        random: mean(acc.random),
+        gains: { normalized: paired(acc.normalized, acc.raw), 'fine-tuned': paired(acc['fine-tuned'], acc.raw) },
+      };
+    });
+    return { ...summary, sliceMetrics };
   } finally {
     await index.close();
   }

@@ -38,6 +38,22 @@ export function cvReading(results: CvResults, target: string): string {
   ].join(' ');
 }
 
+/** Per-slice targets: P@k of each query slice among its fold's database slices, per space. */
+export function cvSliceRows(results: CvResults, target: string): string[][] {
+  const m = results.sliceMetrics![target];
+  return [...CV_SPACES.map((space) => [space, pm(m.spaces[space].mean, m.spaces[space].se)]), ['random (exact)', f3(m.random)]];
+}
+
+export function cvSliceReading(results: CvResults, target: string): string {
+  const m = results.sliceMetrics![target];
+  const g = m.gains['fine-tuned'];
+  const verdict = g.mean > 2 * g.se ? 'a gain beyond two standard errors' : g.mean < -2 * g.se ? 'a loss beyond two standard errors' : 'within two standard errors of no change';
+  return (
+    `Each of ${m.slices} query slices, labelled from its own mask, retrieves its ${m.k} nearest slices of its fold's database: P@${m.k} ${f3(m.spaces.raw.mean)} raw, ${f3(m.spaces['fine-tuned'].mean)} fine-tuned, ${f3(m.random)} at random; ` +
+    `fine-tuned minus raw ${pm(g.mean, g.se)} (paired over slices), ${verdict}. The standard errors treat slices as independent; slices of one volume are not.`
+  );
+}
+
 function markdown(results: CvResults): string {
   const out = [`# Grouped ${results.settings.folds}-fold evaluation: ${results.dataset.csv}`, ''];
   out.push(
@@ -50,6 +66,11 @@ function markdown(results: CvResults): string {
     out.push(`## ${target} (${counts})`, '', `| space | ${METRICS.join(' | ')} |`, `|---|${METRICS.map(() => '---:').join('|')}|`);
     for (const row of cvTableRows(results, target)) out.push(`| ${row.join(' | ')} |`);
     out.push('', `Mean ± standard error over queries; "random" is the exact expectation for each query's own database, averaged.`, '', cvReading(results, target), '');
+  }
+  for (const target of Object.keys(results.sliceMetrics ?? {})) {
+    out.push(`## ${target}, per slice (P@${results.sliceMetrics![target].k})`, '', '| space | P@5 |', '|---|---:|');
+    for (const row of cvSliceRows(results, target)) out.push(`| ${row.join(' | ')} |`);
+    out.push('', cvSliceReading(results, target), '');
   }
   out.push('## Folds', '', '| fold | queries | database | query groups | head | validation P@5 (raw, random) |', '|---:|---:|---:|---:|---|---|');
   for (const f of results.folds) {
@@ -70,6 +91,10 @@ function html(results: CvResults): string {
     const rows = cvTableRows(results, target).map((row) => `<tr>${row.map((cell, i) => (i === 0 ? `<th>${escapeXml(cell)}</th>` : `<td>${escapeXml(cell)}</td>`)).join('')}</tr>`).join('');
     return `<h2>${escapeXml(target)}</h2>${chart}<table><tr><th>space</th>${METRICS.map((m) => `<th>${m}</th>`).join('')}</tr>${rows}</table><p>${escapeXml(cvReading(results, target))}</p>`;
   });
+  for (const target of Object.keys(results.sliceMetrics ?? {})) {
+    const rows = cvSliceRows(results, target).map((row) => `<tr><th>${escapeXml(row[0])}</th><td>${escapeXml(row[1])}</td></tr>`).join('');
+    sections.push(`<h2>${escapeXml(target)}, per slice</h2><table><tr><th>space</th><th>P@${results.sliceMetrics![target].k}</th></tr>${rows}</table><p>${escapeXml(cvSliceReading(results, target))}</p>`);
+  }
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mir3d grouped evaluation</title><style>body{font:14px system-ui,sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}th:first-child{text-align:left}.tick,.axis{font-size:11px}</style></head><body><h1>Grouped ${results.settings.folds}-fold evaluation</h1><p>${escapeXml(results.dataset.csv)}: ${results.queries.length} rows, ${results.dataset.groups} groups by ${escapeXml(results.dataset.groupBy)}; encoder ${escapeXml(results.settings.encoder)}.</p>${sections.join('')}</body></html>\n`;
 }
 
