@@ -9,7 +9,6 @@
  */
 import { F64, I16_MEMARG, I32, I32_TRUNC_SAT_F64_S, V128, V128_MEMARG, ensureMemory, f64, get, i32, instantiate, moduleBytes, op, set, simd, v, whileLoop, type WasmMemory } from './wasm-module.js';
 
-
 /** A scratch area in the kernel's memory: `slots` int16 slices of `perSlice` voxels each. */
 export interface BlendArena {
   /** Views of the kernel's memory, one per slot; valid until the next `blendArena` call. */

@@ -34,6 +34,7 @@ export const I32_TRUNC_SAT_F64_S = [0xfc, 0x02];
 /** Memory immediates: alignment hint (log2 bytes; unaligned addresses still work) and offset 0. */
 export const V128_MEMARG = [0x04, 0x00];
 export const I32_MEMARG = [0x02, 0x00];
+export const F32_MEMARG = [0x02, 0x00];
 export const I16_MEMARG = [0x01, 0x00];
 
 export function leb(value: number): number[] {

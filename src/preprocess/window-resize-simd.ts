@@ -14,12 +14,11 @@
  * a row buffer [crop row][output column][4]. Pass 2, per output row and column: Σ_t w_t · rows[...] over
  * the crop rows the y weights name, each lane stored into its channel's plane (CHW).
  */
-import { I16_MEMARG, I32, I32_MEMARG, V128, V128_MEMARG, ensureMemory, f32x4, get, i32, instantiate, moduleBytes, op, set, simd, v, whileLoop, type WasmInstance } from '../io/wasm-module.js';
+import { F32_MEMARG, I16_MEMARG, I32, I32_MEMARG, V128, V128_MEMARG, ensureMemory, f32x4, get, i32, instantiate, moduleBytes, op, set, simd, v, whileLoop, type WasmInstance } from '../io/wasm-module.js';
 import type { ResampleAxis, ResizePlan } from './resize.js';
 import type { HuWindow } from './spec.js';
 import { windowMinHu } from './windows.js';
 
-const F32_MEMARG = [0x02, 0x00];
 const increment = (local: number, by: number | number[]): number[] => [...get(local), ...(typeof by === 'number' ? i32(by) : by), op.i32Add, ...set(local)];
 const below = (local: number, limit: number): number[] => [...get(local), ...get(limit), op.i32GeU];
 

@@ -1,6 +1,7 @@
 /**
- * The hot loop of preprocessing: HU windowing and the horizontal resize pass of a slice's crop rows in one
- * pass over the voxels, written once per voxel type. Hand-written (and twice) because it runs for every
+ * HU windowing and the horizontal resize pass of a slice's crop rows in one pass over the voxels, written
+ * once per voxel type: the float32 path, and the int16 path where the SIMD kernel (window-resize-simd.ts,
+ * 4× faster) cannot serve; also its reference in the tests. Hand-written (and twice) because it runs for every
  * voxel of every embedded slice: a loop that reads an `Int16Array | Float32Array` union stays polymorphic
  * in V8, and windowing each channel into a scratch row before resampling it read every voxel three times.
  * The arithmetic is the same as windowInto + resampleRowInto (float32 windowed values, float64 weights and
