@@ -16,6 +16,25 @@ export interface AffineLayer {
   bias: Float32Array;
 }
 
+/**
+ * How backbone values enter the first layer: as they are, or power-normalized, sign(x)·√|x|. Pooled CNN
+ * activations are heavy-tailed (a few channels fire hard on photo-specific textures); the root evens them
+ * out before the statistics are taken, the usual "power normalization" of image retrieval. A head chooses
+ * it by validation like its other settings.
+ */
+export type SpaceInput = 'identity' | 'signed-root';
+export const SPACE_INPUTS: readonly SpaceInput[] = ['identity', 'signed-root'];
+
+/** sign(x)·√|x| of every value, in a new array: what the graph's signed-root input computes. */
+export function signedRootOf(values: Float32Array): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    out[i] = v < 0 ? -Math.sqrt(-v) : Math.sqrt(v);
+  }
+  return out;
+}
+
 export const SPACE_INPUT = 'backbone';
 export const SPACE_OUTPUT = 'space';
 
@@ -28,12 +47,14 @@ function checkLayers(layers: readonly AffineLayer[]): void {
   });
 }
 
-/** The ONNX bytes of the space (MatMul, Add, Relu, LpNormalization). */
-export function spaceModel(layers: readonly AffineLayer[], doc: string): Uint8Array {
+/** The ONNX bytes of the space (Sign/Abs/Sqrt/Mul for a signed-root input, MatMul, Add, Relu,
+ * LpNormalization). */
+export function spaceModel(layers: readonly AffineLayer[], doc: string, input: SpaceInput = 'identity'): Uint8Array {
   checkLayers(layers);
   const g = new OnnxGraphBuilder();
   g.reserve(SPACE_INPUT);
   let current = SPACE_INPUT;
+  if (input === 'signed-root') current = g.node('Mul', [g.node('Sign', [current], 'sign'), g.node('Sqrt', [g.node('Abs', [current], 'abs')], 'root')], 'rooted');
   layers.forEach((layer, n) => {
     const bias = g.floatInitializer(`b${n}`, [layer.outDim], layer.bias);
     let product = current;

@@ -109,13 +109,13 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
   const fit = await fitHead(data, {
     seed,
     ...(options.rows ? { rows: options.rows } : {}),
-    onProgress: (p) => options.onProgress?.({ step: p.step, steps: p.steps, loss: p.withinShare, validationP5: p.validationP5, bestP5: p.best.validationP5, detail: `p ${p.candidate.pcaDim}, β ${p.candidate.floor}` }),
+    onProgress: (p) => options.onProgress?.({ step: p.step, steps: p.steps, loss: p.withinShare, validationP5: p.validationP5, bestP5: p.best.validationP5, detail: `${p.candidate.input === 'signed-root' ? '√, ' : ''}p ${p.candidate.pcaDim}, β ${p.candidate.floor}` }),
   });
   const layer = fit.layers[fit.layers.length - 1];
   return {
-    model: spaceModel(fit.layers, `mir3d head (lda) for ${options.targets.join(', ')}`),
+    model: spaceModel(fit.layers, `mir3d head (lda) for ${options.targets.join(', ')}`, fit.chosen.input),
     outputDim: layer.outDim,
-    description: `LDA-like head ${fit.layers[0].inDim} → ${layer.outDim} (p ${fit.chosen.pcaDim}, β ${fit.chosen.floor})`,
+    description: `LDA-like head ${fit.layers[0].inDim} → ${layer.outDim} (${fit.chosen.input === 'signed-root' ? 'signed-root input, ' : ''}p ${fit.chosen.pcaDim}, β ${fit.chosen.floor})`,
     record: {
       method: 'lda',
       targets: [...options.targets],
