@@ -103,7 +103,7 @@ async function head(store: Store, options: TrainCommandOptions): Promise<void> {
   const v = trained.validation;
   process.stdout.write(
     `space ${name}: ${trained.description} on ${trained.trainingRows} slice vectors of ${trained.groups} ${options.groupBy} groups in ${trained.seconds.toFixed(1)} s\n` +
-      `validation (${v.queries} slices of held-out ${options.groupBy} groups against the other training groups): P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)}\n` +
+      `validation (${v.queries} slices of held-out ${options.groupBy} groups against the other training groups${v.rounds > 1 ? `, the held-out groups rotated ${v.rounds} times` : ''}): P@5 ${v.p5.toFixed(3)}, raw ${v.rawP5.toFixed(3)}, random ${v.randomP5.toFixed(3)}\n` +
       `${spaceId(saved)}${options.default ? '; now the default (searches use it unless --space raw)' : `; search with --space ${name}`}\n`,
   );
 }

@@ -52,7 +52,8 @@ export interface TrainedHead {
   outputDim: number;
   description: string;
   record: JsonObject;
-  validation: { p5: number; rawP5: number; randomP5: number; queries: number };
+  /** `rounds`: how many rotations of the held-out groups the queries come from (each row at most once). */
+  validation: { p5: number; rawP5: number; randomP5: number; queries: number; rounds: number };
   trainingRows: number;
   groups: number;
   seconds: number;
@@ -100,7 +101,7 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
       outputDim: s.outputDim,
       description: `MLP head ${fit.layers[0].inDim} → PCA ${s.inputDim} → ${s.hidden} → ${s.outputDim} (supervised contrastive, τ ${s.temperature}, best of ${s.steps} steps at ${s.bestStep})`,
       record: { method: 'mlp', targets: [...options.targets], ...perSlice, groupBy: options.groupBy, seed, settings: { ...s }, validation: { ...fit.validation }, trainingRows: fit.trainingRows, seconds: fit.seconds },
-      validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries },
+      validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries, rounds: 1 },
       trainingRows: fit.trainingRows,
       groups: fit.validation.groups,
       seconds: fit.seconds,
@@ -128,7 +129,7 @@ export async function trainHeadOnRows(data: LabelledRows, options: Omit<TrainHea
       trainingRows: fit.trainingRows,
       seconds: fit.seconds,
     },
-    validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries },
+    validation: { p5: fit.validation.p5, rawP5: fit.validation.rawP5, randomP5: fit.validation.randomP5, queries: fit.validation.queries, rounds: fit.validation.rounds },
     trainingRows: fit.trainingRows,
     groups: fit.validation.groups,
     seconds: fit.seconds,
