@@ -29,6 +29,7 @@ import { SpaceStore } from '../space/space-store.js';
 import { indexExists } from '../store/index.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
+import { rowSliceLabels, sliceLabelsBySliceIndex } from '../space/slices.js';
 import { averagePrecisionAtK, precisionAtK, randomAveragePrecision, randomPrecisionAtK } from './metrics.js';
 
 export const CV_SPACES = ['raw', 'normalized', 'fine-tuned'] as const;
@@ -234,15 +235,12 @@ export async function runGroupedCv(options: GroupedCvOptions): Promise<CvResults
         sliceTargets,
       );
       byVolume = labels.byVolume;
-      sliceTargets.forEach((_, t) => training.targets.push(sliceOwner.map((o, s) => byVolume.get(kept[o].record.volumeId)?.[t][s - firstRow[o]])));
+      const layout = { owners: sliceOwner, firstRows: firstRow, volumeIds: kept.map((k) => k.record.volumeId) };
+      sliceTargets.forEach((_, t) => training.targets.push(rowSliceLabels(layout, byVolume, t)));
     }
     const headTargets = [...options.targets, ...sliceTargets.map((t) => t.name)];
     const sliceLabelOf = (volumeId: string, sliceIndex: number, t: number): string | undefined => sliceRowOf.get(volumeId)?.get(sliceIndex)?.[t];
-    const sliceRowOf = new Map<string, Map<number, string[]>>();
-    for (const [volumeId, perTarget] of byVolume) {
-      const v = vectorsById.get(volumeId)!;
-      sliceRowOf.set(volumeId, new Map(Array.from(v.sliceIndices, (k, row) => [k, perTarget.map((labels) => labels[row])] as const)));
-    }
+    const sliceRowOf = sliceLabelsBySliceIndex(byVolume, (volumeId) => vectorsById.get(volumeId)!.sliceIndices);
     const sliceAcc = sliceTargets.map(() => ({ raw: [] as number[], normalized: [] as number[], 'fine-tuned': [] as number[], random: [] as number[] }));
 
     const queries: CvQueryScore[] = [];

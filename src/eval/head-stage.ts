@@ -8,7 +8,7 @@
 import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { trainHeadOnRows, type HeadMethod, type TrainedHead } from '../space/train-head.js';
 import { listSpaces, removeSpace, saveSpace } from '../space/persist.js';
-import { slicesOfStore } from '../space/slices.js';
+import { rowSliceLabels, sliceLabelsBySliceIndex, slicesOfStore } from '../space/slices.js';
 import { SpaceError } from '../space/errors.js';
 import type { Store } from '../store/types.js';
 import type { Case } from './datasets/types.js';
@@ -113,7 +113,7 @@ export async function fitEvalHeads(
     );
     byVolume = labels.byVolume;
     sliceCounts = labels.counts;
-    sliceTargets.forEach((_, t) => targets.push(slices.owners.map((o, row) => byVolume.get(slices.volumeIds[o])?.[t][row - slices.firstRows[o]])));
+    sliceTargets.forEach((_, t) => targets.push(rowSliceLabels(slices, byVolume, t)));
   }
   const names = [...options.targets, ...sliceTargets.map((t) => t.name)];
   const data = { vectors: slices.vectors, dim: slices.dim, targets, groups: slices.owners.map((o) => options.patientOf(caseOf(o).caseId)) };
@@ -171,14 +171,7 @@ export async function fitEvalHeads(
       seconds: head.seconds,
     });
   }
-  const databaseSliceLabels = new Map<string, Map<number, string[]>>();
-  for (const [volumeId, perTarget] of byVolume) {
-    const o = slices.volumeIds.indexOf(volumeId);
-    const bySlice = new Map<number, string[]>();
-    perTarget[0].forEach((_, row) => bySlice.set(slices.sliceIndices[slices.firstRows[o] + row], perTarget.map((labels) => labels[row])));
-    databaseSliceLabels.set(volumeId, bySlice);
-  }
-  return { infos, spaceOfQuery, databaseSliceLabels };
+  return { infos, spaceOfQuery, databaseSliceLabels: sliceLabelsBySliceIndex(byVolume, (volumeId) => store.getVectors([volumeId]).get(volumeId)!.sliceIndices) };
 }
 
 /** What the report says about the heads: where they learned, how they validated, that no query patient

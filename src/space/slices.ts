@@ -37,3 +37,32 @@ export function slicesOfStore(store: Store, volumeIds?: readonly string[]): Stor
   });
   return { vectors: out, dim: store.dim, owners, sliceIndices, firstRows, volumeIds: records.map((r) => r.volumeId), labels: records.map((r) => r.labels) };
 }
+
+/** Rows laid out volume by volume, each volume's rows consecutive in ascending slice order: StoreSlices is
+ * one; the grouped evaluation lays out its own in the CSV's order. */
+export interface RowLayout {
+  /** Each row's volume, an index into `volumeIds`. */
+  owners: readonly number[];
+  /** Each volume's first row. */
+  firstRows: readonly number[];
+  volumeIds: readonly string[];
+}
+
+/** Per-slice labels of volumes (volume id → per target → per stored row of the volume), as
+ * labels/slice-targets.ts gives them. */
+export type SliceLabelsByVolume = ReadonlyMap<string, ReadonlyArray<ReadonlyArray<string>>>;
+
+/** Each row's label for slice target `t` (undefined: its volume has no mask). */
+export function rowSliceLabels(layout: RowLayout, byVolume: SliceLabelsByVolume, t: number): Array<string | undefined> {
+  return layout.owners.map((o, row) => byVolume.get(layout.volumeIds[o])?.[t]?.[row - layout.firstRows[o]]);
+}
+
+/** The same labels keyed by canonical slice index (volume id → slice index → label per target), for
+ * scoring search hits, which name their slice. */
+export function sliceLabelsBySliceIndex(byVolume: SliceLabelsByVolume, sliceIndicesOf: (volumeId: string) => ArrayLike<number>): Map<string, Map<number, string[]>> {
+  const out = new Map<string, Map<number, string[]>>();
+  for (const [volumeId, perTarget] of byVolume) {
+    out.set(volumeId, new Map(Array.from(sliceIndicesOf(volumeId), (k, row) => [k, perTarget.map((labels) => labels[row])] as const)));
+  }
+  return out;
+}

@@ -10,7 +10,7 @@ import { SpaceError } from './errors.js';
 import { fitHead, type LabelledRows } from './fit.js';
 import { spaceModel } from './graph.js';
 import { fitMlpHead } from './mlp.js';
-import { slicesOfStore } from './slices.js';
+import { rowSliceLabels, slicesOfStore, type SliceLabelsByVolume } from './slices.js';
 
 export type HeadMethod = 'lda' | 'mlp';
 export const HEAD_METHODS: readonly HeadMethod[] = ['lda', 'mlp'];
@@ -30,7 +30,7 @@ export interface SliceTargetLabels {
   targets: ReadonlyArray<{ name: string; values: readonly number[] }>;
   /** Volume id → per slice target → per stored row of the volume: its label. A volume missing here is
    * unlabelled for every slice target (its rows still shape the whitening). */
-  byVolume: ReadonlyMap<string, ReadonlyArray<ReadonlyArray<string>>>;
+  byVolume: SliceLabelsByVolume;
 }
 
 export interface TrainHeadOptions {
@@ -74,12 +74,10 @@ export function labelledRowsOf(store: Store, targets: readonly string[], groupBy
     const v = slices.labels[o][column];
     return v === undefined || v === '' ? undefined : String(v);
   };
-  const perSlice = (t: number): Array<string | undefined> =>
-    slices.owners.map((o, row) => sliceTargets!.byVolume.get(slices.volumeIds[o])?.[t]?.[row - slices.firstRows[o]]);
   return {
     vectors: slices.vectors,
     dim: slices.dim,
-    targets: [...targets.map((t) => slices.owners.map((o) => value(o, t))), ...(sliceTargets?.targets ?? []).map((_, t) => perSlice(t))],
+    targets: [...targets.map((t) => slices.owners.map((o) => value(o, t))), ...(sliceTargets?.targets ?? []).map((_, t) => rowSliceLabels(slices, sliceTargets!.byVolume, t))],
     groups: slices.owners.map((o) => value(o, groupBy) ?? `volume:${slices.volumeIds[o]}`),
   };
 }
