@@ -101,7 +101,7 @@ describe('maxSimilarityPerSegment (late interaction)', () => {
   test('max and argmax per (query row, segment) equal a brute-force reference', async () => {
     const queries = randomUnitRows(9, DIM, 3);
     const pool = randomUnitRows(1200, DIM, 4);
-    // Adjacent views of one buffer (merged into one run), large separate arrays, small ones (packed), an empty one.
+    // Adjacent views of one buffer (each its own run), large separate arrays, small ones (packed), an empty one.
     const segments: Float32Array[] = [
       pool.subarray(0, 300 * DIM),
       pool.subarray(300 * DIM, 600 * DIM),

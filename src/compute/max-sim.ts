@@ -5,11 +5,12 @@
  * and the GPU path) and a plain-TypeScript kernel, which is the CPU fallback when ONNX Runtime cannot start
  * and the exact, shape-independent reference the tests use.
  *
- * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows × 1280 dims): one Gemm over the
- * candidates' rows in place + a JS segment max ≈ 28 ms, one Gemm per candidate ≈ 31 ms, a padded
- * Gemm → Reshape → ReduceMax/ArgMax graph ≈ 25 ms but it needs the candidates copied into a padded
- * buffer first, and copying 77 MB into a fresh concatenation cost ≈ 65 ms. So: no copies of large
- * candidates; adjacent views of one buffer run as one Gemm; only small candidates are packed together.
+ * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows): one Gemm + ReduceMax + ArgMax
+ * per candidate, MAXSIM_GROUP candidates a run, is within 10 % of a single Gemm over all rows already in one
+ * buffer. Copying the candidates together costs more than that (30 MB at 512-d: ≈ 5 ms); so do one product
+ * over adjacent views with a JS segment max (≈ 20 % slower at 512-d, 8 % faster at 1280-d), TopK(1) or
+ * GatherElements in place of ReduceMax, a transposed product, ORT's parallel executor (1.4×) and spinning
+ * threads (2× on two cores). So: no copies of large candidates; only small ones are packed together.
  */
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';
@@ -184,43 +185,33 @@ function* chunkByRows(segments: readonly Float32Array[], dim: number, maxRows: n
   if (chunk.segments.length > 0) yield chunk;
 }
 
-/** Groups segments into runs: adjacent views of one buffer merge for free, small segments are packed. */
+/**
+ * Groups segments into runs. A candidate of at least PACK_BELOW_ROWS rows is a run of its own, a view of the
+ * caller's memory, even when the next candidate lies right after it in the same buffer: one product over
+ * both would leave their similarity matrix to the JS segment max, which costs more than the max graph's
+ * reductions (bench:search's "views of one buffer" row, 512-d). Smaller candidates are packed together.
+ */
 function planRuns(segments: readonly Float32Array[], dim: number, maxRunRows: number): Run[] {
   const runs: Run[] = [];
-  let current: Run | undefined;
-  let currentEnd = -1; // byte end of the current view run in its buffer
-  let packing = false;
-  const flush = (): void => {
-    if (current) runs.push(current);
-    current = undefined;
-    packing = false;
-  };
+  let packed: Run | undefined;
   for (let s = 0; s < segments.length; s++) {
     const seg = segments[s];
     const rows = seg.length / dim;
     if (rows === 0) continue;
-    const fits = current !== undefined && current.rows + rows <= maxRunRows;
-    if (current && !packing && fits && current.view && current.view.buffer === seg.buffer && currentEnd === seg.byteOffset) {
-      current.segments.push(s);
-      current.offsets.push(current.rows);
-      current.rows += rows;
-      current.view = new Float32Array(seg.buffer, current.view.byteOffset, current.rows * dim);
-      currentEnd = seg.byteOffset + seg.byteLength;
-    } else if (rows >= PACK_BELOW_ROWS) {
-      flush();
-      current = { segments: [s], offsets: [0], rows, view: seg };
-      currentEnd = seg.byteOffset + seg.byteLength;
-    } else if (current && packing && fits) {
-      current.segments.push(s);
-      current.offsets.push(current.rows);
-      current.rows += rows;
-    } else {
-      flush();
-      current = { segments: [s], offsets: [0], rows };
-      packing = true;
+    if (rows >= PACK_BELOW_ROWS) {
+      runs.push({ segments: [s], offsets: [0], rows, view: seg });
+      continue;
     }
+    if (packed && packed.rows + rows > maxRunRows) {
+      runs.push(packed);
+      packed = undefined;
+    }
+    packed ??= { segments: [], offsets: [], rows: 0 };
+    packed.segments.push(s);
+    packed.offsets.push(packed.rows);
+    packed.rows += rows;
   }
-  flush();
+  if (packed) runs.push(packed);
   // A packed run of a single segment needs no copy either.
   for (const run of runs) if (!run.view && run.segments.length === 1) run.view = segments[run.segments[0]];
   return runs;
