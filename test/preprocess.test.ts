@@ -3,6 +3,7 @@ import { before, describe, test } from 'node:test';
 import { readVolume } from '../src/io/read.js';
 import { sliceZMm, type Vec3, type Volume, type VoxelArray } from '../src/io/volume.js';
 import { axialSlice, bodyBoundingBox } from '../src/preprocess/body-crop.js';
+import { int16RowRunScanner, int16Threshold } from '../src/preprocess/body-runs-simd.js';
 import { planSlicePreprocessing, preprocessSliceInto, sliceBatches } from '../src/preprocess/batches.js';
 import { planResize, resizeInto } from '../src/preprocess/resize.js';
 import { selectSlices, sliceRangeIndices } from '../src/preprocess/slices.js';
@@ -364,6 +365,46 @@ describe('body crop', () => {
     assert.deepEqual(bodyBoundingBox(air), { iStart: 0, iEnd: nx, jStart: 0, jEnd: ny, found: false });
   });
 
+  test('the SIMD threshold scan finds exactly the runs of a plain loop: odd widths, noise, fractional and extreme thresholds', () => {
+    let seed = 11;
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const reference = (data: Int16Array, widthPx: number, heightPx: number, thresholdHu: number): number[][] => {
+      const runs: number[][] = [];
+      for (let j = 0; j < heightPx; j++) {
+        for (let i = 0; i < widthPx; i++) {
+          if (!(data[j * widthPx + i] > thresholdHu)) continue;
+          const start = i;
+          while (i < widthPx && data[j * widthPx + i] > thresholdHu) i++;
+          runs.push([j, start, i]);
+        }
+      }
+      return runs;
+    };
+    assert.ok(int16RowRunScanner(8, 8), 'WebAssembly SIMD is missing: this test would compare the scalar loop with itself');
+    const thresholds = [-500, -500.5, -32768, 32766.5, -32767.5, 0, 39.9];
+    for (let trial = 0; trial < 210; trial++) {
+      const widthPx = 1 + Math.floor(random() * 100);
+      const heightPx = 1 + Math.floor(random() * 30);
+      const data = new Int16Array(widthPx * heightPx);
+      for (let p = 0; p < data.length; p++) {
+        const i = p % widthPx;
+        data[p] = trial % 3 === 0 ? Math.floor(random() * 65536) - 32768 // every voxel a transition
+          : trial % 3 === 1 ? (random() < 0.5 ? -1000 : 40)
+            : i > widthPx / 4 && i < (3 * widthPx) / 4 && random() < 0.95 ? 50 : -1000; // long runs, a few holes
+      }
+      const thresholdHu = thresholds[trial % thresholds.length];
+      const runs = int16RowRunScanner(widthPx, heightPx)!(data, 0, int16Threshold(thresholdHu)!);
+      const found: number[][] = [];
+      for (let j = 0, r = 0; j < heightPx; j++) for (; r < runs.rowEnds[j]; r++) found.push([j, runs.starts[r], runs.ends[r]]);
+      assert.deepEqual(found, reference(data, widthPx, heightPx, thresholdHu), `trial ${trial}: ${widthPx}×${heightPx} at ${thresholdHu} HU`);
+      const options = { thresholdHu, minBodyAreaMm2: 1 };
+      const slice = { data, widthPx, heightPx };
+      assert.deepEqual(bodyBoundingBox(slice, options), bodyBoundingBox(slice, options, 'scalar'), `trial ${trial}`);
+    }
+    // No int16 threshold stands for these; the scalar loop takes them.
+    for (const outside of [Number.NaN, -40000, 40000]) assert.equal(int16Threshold(outside), undefined);
+  });
+
   describe('on real CT', { skip: skipWithoutSharedData }, () => {
     let ircad: Volume;
     before(async () => {
@@ -408,6 +449,16 @@ describe('body crop', () => {
       // Slice 10: rows 0–20 are air above the patient, the body starts at row 21.
       const slice10 = bodyBoundingBox(axialSlice(volume, 10));
       assert.ok(slice10.jStart >= 18 && slice10.jStart <= 22, JSON.stringify(slice10));
+    });
+
+    test('the SIMD scan gives the box of the scalar loop on every slice of IRCADb-17 and of the TotalSegmentator example', async () => {
+      for (const volume of [ircad, await readVolume(sharedPath('totalseg/example_ct.nii.gz'))]) {
+        assert.ok(volume.data instanceof Int16Array);
+        assert.deepEqual(bodyBoundingBox(volume), bodyBoundingBox(volume, {}, 'scalar'));
+        for (let k = 0; k < volume.dims[2]; k++) {
+          assert.deepEqual(bodyBoundingBox(axialSlice(volume, k)), bodyBoundingBox(axialSlice(volume, k), {}, 'scalar'), `slice ${k}`);
+        }
+      }
     });
   });
 });

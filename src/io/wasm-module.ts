@@ -1,6 +1,6 @@
 /**
  * A minimal WebAssembly encoder for the project's few hand-written SIMD kernels (`io/blend-int16.ts`,
- * `preprocess/window-resize-simd.ts`): opcodes by name, LEB128, sections, and instantiation that
+ * `preprocess/window-resize-simd.ts`, `preprocess/body-runs-simd.ts`): opcodes by name, LEB128, sections, and instantiation that
  * answers null where the runtime lacks WebAssembly SIMD, so callers keep their scalar loop as fallback.
  * Hand-encoded because no registry package turns a few lines of WebAssembly text into bytes without
  * megabytes of toolchain at run time, and a checked-in .wasm blob could not be read in review.
@@ -16,13 +16,15 @@ export const op = {
   localGet: 0x20, localSet: 0x21, localTee: 0x22,
   i32Load: 0x28, f32Load: 0x2a, i32Load16S: 0x2e, f32Store: 0x38, i32Store16: 0x3b,
   i32Const: 0x41, f64Const: 0x44,
-  i32Eqz: 0x45, i32LtU: 0x49, i32GeU: 0x4f, i32Add: 0x6a, i32Mul: 0x6c, i32And: 0x71, i32Shl: 0x74,
+  i32Store: 0x36,
+  i32Eqz: 0x45, i32Eq: 0x46, i32Ne: 0x47, i32GtS: 0x4a, i32LtU: 0x49, i32GeU: 0x4f, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Or: 0x72, i32Shl: 0x74, i32ShrU: 0x76,
   f64Floor: 0x9c, f64Add: 0xa0, f64Mul: 0xa2, f32ConvertI32S: 0xb2, f64ConvertI32S: 0xb7,
 } as const;
 
 /** SIMD opcodes (after the 0xfd prefix), LEB128-encoded. */
 export const simd = {
-  load: [0x00], store: [0x0b], const: [0x0c], shuffle: [0x0d], f32x4Splat: [0x13], f64x2Splat: [0x14],
+  load: [0x00], store: [0x0b], const: [0x0c], shuffle: [0x0d], i16x8Splat: [0x10], f32x4Splat: [0x13], f64x2Splat: [0x14],
+  i16x8GtS: [0x31], i8x16Bitmask: [0x64], i8x16NarrowI16x8S: [0x65],
   f32x4ExtractLane: [0x1f], f64x2Floor: [0x75],
   narrowI32x4S: [0x85, 0x01], extendLowI16x8S: [0xa7, 0x01], extendHighI16x8S: [0xa8, 0x01],
   f32x4Add: [0xe4, 0x01], f32x4Sub: [0xe5, 0x01], f32x4Mul: [0xe6, 0x01], f32x4Min: [0xe8, 0x01], f32x4Max: [0xe9, 0x01], f32x4Pmin: [0xea, 0x01], f32x4Pmax: [0xeb, 0x01],

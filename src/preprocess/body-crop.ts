@@ -1,4 +1,5 @@
 import type { Volume, VoxelArray } from '../io/volume.js';
+import { int16RowRunScanner, int16Threshold, type RowRuns } from './body-runs-simd.js';
 import type { PixelBox } from './resize.js';
 
 /** Tuning of `bodyBoundingBox`; the defaults suit adult CT with or without a table. */
@@ -68,8 +69,11 @@ function isVolume(input: Volume | AxialSlice): input is Volume {
  * size on neighbouring slices and slice-to-slice comparisons (late interaction, localization) are not
  * disturbed by the zoom following the body outline; the union is also immune to a slice where the body
  * is small (the top of the lungs) or absent.
+ *
+ * `scan` 'scalar' keeps int16 slices off the SIMD threshold scan (body-runs-simd.ts), for the tests that
+ * compare the two.
  */
-export function bodyBoundingBox(input: Volume | AxialSlice, options: BodyCropOptions = {}): BodyBox {
+export function bodyBoundingBox(input: Volume | AxialSlice, options: BodyCropOptions = {}, scan: 'simd' | 'scalar' = 'simd'): BodyBox {
   const thresholdHu = options.thresholdHu ?? -500;
   const minComponentFraction = options.minComponentFraction ?? 0.02;
   const minComponentThicknessMm = options.minComponentThicknessMm ?? 10;
@@ -104,7 +108,7 @@ export function bodyBoundingBox(input: Volume | AxialSlice, options: BodyCropOpt
     sliceStarts = [0];
   }
 
-  const workspace = new ComponentWorkspace(widthPx, heightPx);
+  const workspace = new ComponentWorkspace(widthPx, heightPx, scan === 'simd');
   const rules: ComponentRules = {
     thresholdHu,
     minComponentFraction,
@@ -182,16 +186,23 @@ function rowRunsFloat32(data: Float32Array, rowStart: number, widthPx: number, t
 class ComponentWorkspace {
   private readonly starts: Int32Array;
   private readonly ends: Int32Array;
+  private readonly rowEnds: Int32Array;
   private readonly runRows: Int32Array;
   private readonly parent: Int32Array;
+  /** Per root run: its component's offset in the stats. */
+  private readonly slot: Int32Array;
+  private readonly scanner: ((data: Int16Array, start: number, threshold: number) => RowRuns) | null;
 
-  constructor(widthPx: number, heightPx: number) {
+  constructor(widthPx: number, heightPx: number, simd: boolean) {
     // At most one run per two columns, plus one per row.
     const capacity = heightPx * (Math.ceil(widthPx / 2) + 1);
     this.starts = new Int32Array(capacity);
     this.ends = new Int32Array(capacity);
+    this.rowEnds = new Int32Array(heightPx);
     this.runRows = new Int32Array(capacity);
     this.parent = new Int32Array(capacity);
+    this.slot = new Int32Array(capacity);
+    this.scanner = simd ? int16RowRunScanner(widthPx, heightPx) : null;
   }
 
   private find(run: number): number {
@@ -206,6 +217,24 @@ class ComponentWorkspace {
     return root;
   }
 
+  /** Every row's above-threshold runs, in raster order. */
+  private runsOf(data: VoxelArray, start: number, widthPx: number, heightPx: number, thresholdHu: number): RowRuns {
+    if (data instanceof Int16Array && this.scanner) {
+      const threshold = int16Threshold(thresholdHu);
+      if (threshold !== undefined) return this.scanner(data, start, threshold);
+    }
+    const { starts, ends, rowEnds } = this;
+    let count = 0;
+    for (let j = 0; j < heightPx; j++) {
+      const rowStart = start + j * widthPx;
+      count = data instanceof Int16Array
+        ? rowRunsInt16(data, rowStart, widthPx, thresholdHu, starts, ends, count)
+        : rowRunsFloat32(data as Float32Array, rowStart, widthPx, thresholdHu, starts, ends, count);
+      rowEnds[j] = count;
+    }
+    return { starts, ends, rowEnds };
+  }
+
   /** Box of the body components of the slice at data[start …], or null when the slice has no body. */
   bodyBox(
     data: VoxelArray,
@@ -214,20 +243,16 @@ class ComponentWorkspace {
     heightPx: number,
     rules: ComponentRules,
   ): PixelBox | null {
-    const { starts, ends, runRows, parent } = this;
-    const { thresholdHu } = rules;
-    const int16 = data instanceof Int16Array;
-    let count = 0;
+    const { runRows, parent } = this;
+    const { starts, ends, rowEnds } = this.runsOf(data, start, widthPx, heightPx, rules.thresholdHu);
+    const count = heightPx > 0 ? rowEnds[heightPx - 1] : 0;
+    let first = 0;
     let previousFirst = 0;
     for (let j = 0; j < heightPx; j++) {
-      const first = count;
-      const rowStart = start + j * widthPx;
-      count = int16
-        ? rowRunsInt16(data as Int16Array, rowStart, widthPx, thresholdHu, starts, ends, count)
-        : rowRunsFloat32(data as Float32Array, rowStart, widthPx, thresholdHu, starts, ends, count);
+      const end = rowEnds[j];
       // Join with the runs of the row above that overlap in at least one column.
       let above = j > 0 ? previousFirst : first;
-      for (let r = first; r < count; r++) {
+      for (let r = first; r < end; r++) {
         parent[r] = r;
         runRows[r] = j;
         while (above < first && ends[above] <= starts[r]) above++;
@@ -240,18 +265,20 @@ class ComponentWorkspace {
         }
       }
       previousFirst = first;
+      first = end;
     }
     // Per component: area, then box (iMin, iMax, jMin, jMax inclusive), 5 numbers each, in root order.
     const stats: number[] = [];
-    const slot = new Map<number, number>();
+    // A root is its component's first run, so it is met (and given its slot) before the component's others.
+    const slot = this.slot;
     for (let r = 0; r < count; r++) {
       const root = this.find(r);
-      let c = slot.get(root);
-      if (c === undefined) {
+      let c: number;
+      if (root === r) {
         c = stats.length;
-        slot.set(root, c);
+        slot[r] = c;
         stats.push(0, starts[r], ends[r] - 1, runRows[r], runRows[r]);
-      }
+      } else c = slot[root];
       stats[c] += ends[r] - starts[r];
       if (starts[r] < stats[c + 1]) stats[c + 1] = starts[r];
       if (ends[r] - 1 > stats[c + 2]) stats[c + 2] = ends[r] - 1;
