@@ -287,6 +287,17 @@ function overflowError(path: string, what: string): VolumeReadError {
   return new VolumeReadError('VOXEL_OVERFLOW', path, `${what} beyond ±3.4e38, the float32 range voxels are held in (they would become ±Infinity)`);
 }
 
+function storedRange(values: StoredArray): [number, number] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let n = 0; n < values.length; n++) {
+    const v = values[n];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return [min, max];
+}
+
 /** Scaled voxels in stored order. Integral results that fit int16 (CT in HU, label maps) stay int16. */
 function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: string, options: NiftiReadOptions): { data: VoxelArray; corrections: Correction[] } {
   const type = DATA_TYPES[header.datatypeCode];
@@ -305,21 +316,16 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
 
   // Integer storage with integer scaling (nearly every CT file): the range decides int16 without
   // inspecting the values one by one for fractions or NaN, which integers cannot hold.
+  // Stored int16 without scaling (nearly every CT file) is already what a volume holds: it stays a view on
+  // the decompressed bytes, with no pass over the values (a range scan alone took 90 ms a 62 MB CT in V8).
+  if (stored instanceof Int16Array && slope === 1 && inter === 0) return { data: stored, corrections: [] };
   if (type.integral && Number.isInteger(slope) && Number.isInteger(inter)) {
-    let min = Infinity;
-    let max = -Infinity;
-    for (let n = 0; n < voxels; n++) {
-      const v = stored[n];
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
+    const [min, max] = storedRange(stored);
     const scaledMin = Math.min(min * slope + inter, max * slope + inter);
     const scaledMax = Math.max(min * slope + inter, max * slope + inter);
     if (!(scaledMin >= -FLOAT32_MAX && scaledMax <= FLOAT32_MAX)) throw overflowError(path, `scaled values reach ${scaledMin}…${scaledMax},`);
     const out = scaledMin >= -32768 && scaledMax <= 32767 ? new Int16Array(voxels) : new Float32Array(voxels);
-    // Stored int16 stays a view on the decompressed bytes: canonicalization copies it anyway.
     if (slope === 1 && inter === 0) {
-      if (stored instanceof Int16Array) return { data: stored, corrections: [] };
       out.set(stored);
     } else {
       for (let n = 0; n < voxels; n++) out[n] = stored[n] * slope + inter;
@@ -382,7 +388,8 @@ export async function readNifti(path: string, options: NiftiReadOptions = {}): P
   const spacing = checkedSpacing(header, path);
   const storedAffine = affineOf(header, bytes, version, dims, spacing, path);
   const { data: stored, corrections } = scaledVoxels(header, bytes, dims[0] * dims[1] * dims[2], path, options);
-  const canonical = toCanonical(stored, dims, storedAffine);
+  // The voxels are this read's own (decompressed bytes or a fresh array), so canonical flips go in place.
+  const canonical = toCanonical(stored, dims, storedAffine, { inPlace: true });
   const oblique = obliquityDeg(storedAffine);
   if (oblique > OBLIQUE_NOTE_DEG) {
     corrections.push({

@@ -82,6 +82,13 @@ export interface Canonicalized<T extends VoxelArray | Uint8Array> {
   affineRas: Mat4;
 }
 
+export interface CanonicalOptions {
+  /** The caller owns `data` and no longer needs it in stored order: axis flips without an axis swap (the
+   * usual LAS/RAS/LPS files) are then done in place, with no second copy of the volume. A fresh 62 MB
+   * array cost ~90 ms here, mostly first-touch page faults, twice what the decompression leaves to do. */
+  inPlace?: boolean;
+}
+
 /**
  * Reorders `data` (stored axes 0 fastest) onto the canonical grid and returns the matching affine.
  * Returns the input array itself when it is already canonical, so the common DICOM case costs nothing.
@@ -92,6 +99,7 @@ export function toCanonical<T extends VoxelArray | Uint8Array>(
   data: T,
   storedDims: Vec3,
   storedAffineRas: Mat4,
+  options: CanonicalOptions = {},
 ): Canonicalized<T> {
   const { worldAxis, positive } = axisMapping(storedAffineRas);
   const storedStride = [1, storedDims[0], storedDims[0] * storedDims[1]];
@@ -118,8 +126,12 @@ export function toCanonical<T extends VoxelArray | Uint8Array>(
     for (let row = 0; row < 3; row++) affineRas[4 * row + 3] += storedAffineRas[4 * row + v] * (storedDims[v] - 1);
   }
 
-  const identity = fromAxis[0] === 0 && fromAxis[1] === 1 && fromAxis[2] === 2 && !flip[0] && !flip[1] && !flip[2];
-  if (identity) return { data, dims, affineRas };
+  const sameAxes = fromAxis[0] === 0 && fromAxis[1] === 1 && fromAxis[2] === 2;
+  if (sameAxes && !flip[0] && !flip[1] && !flip[2]) return { data, dims, affineRas };
+  if (sameAxes && options.inPlace) {
+    flipInPlace(data, dims, flip);
+    return { data, dims, affineRas };
+  }
 
   const step = [0, 1, 2].map((c) => (flip[c] ? -1 : 1) * storedStride[fromAxis[c]]);
   let start = 0;
@@ -142,6 +154,28 @@ export function toCanonical<T extends VoxelArray | Uint8Array>(
     }
   }
   return { data: out, dims, affineRas };
+}
+
+/** Reverses the flagged axes of `data` (dims ni × nj × nk, i fastest) in place: the flips commute, so
+ * each is done on its own, by swapping whole rows or slices (native copies) or reversing rows. */
+function flipInPlace(data: VoxelArray | Uint8Array, dims: Vec3, flip: readonly boolean[]): void {
+  const [ni, nj, nk] = dims;
+  const plane = ni * nj;
+  const swap = (a: number, b: number, length: number, scratch: VoxelArray | Uint8Array): void => {
+    scratch.set(data.subarray(a, a + length) as ArrayLike<number>);
+    data.copyWithin(a, b, b + length);
+    data.set(scratch as ArrayLike<number>, b);
+  };
+  const scratchOf = (length: number): VoxelArray | Uint8Array => new (data.constructor as new (length: number) => VoxelArray | Uint8Array)(length);
+  if (flip[0]) for (let row = 0; row < nj * nk; row++) data.subarray(row * ni, (row + 1) * ni).reverse();
+  if (flip[1]) {
+    const scratch = scratchOf(ni);
+    for (let k = 0; k < nk; k++) for (let j = 0; j < nj >> 1; j++) swap(k * plane + j * ni, k * plane + (nj - 1 - j) * ni, ni, scratch);
+  }
+  if (flip[2]) {
+    const scratch = scratchOf(plane);
+    for (let k = 0; k < nk >> 1; k++) swap(k * plane, (nk - 1 - k) * plane, plane, scratch);
+  }
 }
 
 /** Applies a row-major 4×4 affine to a voxel coordinate. */
