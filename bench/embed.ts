@@ -2,12 +2,15 @@
  * `npm run bench:embed`: slices per second of the default encoder (nsfwjs MobileNetV2 converted to ONNX)
  * at batch 1, 8 and 32, against the same weights run by TensorFlow.js on its WebAssembly backend in the
  * same run; then each stage of one volume (read, body crop, window+resize, inference) and the whole volume
- * through embedVolume with and without the preprocessing worker, beside inference only in the same rounds.
- * Inputs are real CT slices when ../shared/data is present, else a phantom. BENCH_SKIP_TFJS=1 leaves TF.js out.
+ * through embedVolume with and without the preprocessing worker, beside inference only in the same rounds;
+ * then a folder of volumes through `mir3d index`'s indexVolumes (read with the next file read ahead,
+ * content hash, embedding, SQLite) beside inference only on the same slices.
+ * Inputs are real CT slices when ../shared/data is present, else phantoms. BENCH_SKIP_TFJS=1 leaves TF.js out.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, loadavg } from 'node:os';
-import { dirname } from 'node:path';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { load as loadNsfwjs } from 'nsfwjs/core';
@@ -16,7 +19,12 @@ import { embedVolume } from '../src/encode/embed-volume.js';
 import type { OnnxEncoder } from '../src/encode/onnx-encoder.js';
 import { openEncoder } from '../src/encode/registry.js';
 import { SliceFeeder } from '../src/encode/slice-feeder.js';
+import { discoverVolumes } from '../src/ingest/discover.js';
+import { indexVolumes } from '../src/ingest/indexer.js';
+import { writeNifti } from '../src/io/nifti-writer.js';
 import { readVolume } from '../src/io/read.js';
+import { selectSlices } from '../src/preprocess/slices.js';
+import { openStore } from '../src/store/index.js';
 import type { Volume } from '../src/io/volume.js';
 import { generatePhantom } from '../src/synth/index.js';
 import { planSlicePreprocessing, preprocessSliceInto, sliceBatches } from '../src/preprocess/batches.js';
@@ -121,6 +129,7 @@ async function main(): Promise<void> {
   nsfw.dispose();
 
   await wholeVolume(volume, encoder, hasSharedData ? sharedPath('ircad17/ct.nii.gz') : undefined);
+  await indexFolder(encoder);
   await encoder.close();
   process.stdout.write('\ngoals: ONNX Runtime ≥ 4× TF.js wasm; ≥ 30 slices/s on 2 CPU cores; end to end ≥ 0.85 of inference only\n');
   process.stdout.write(`load while measuring (1/5/15 min): ${loadavg().map((v) => v.toFixed(1)).join(' ')}\n`);
@@ -193,6 +202,90 @@ async function wholeVolume(volume: Volume, encoder: OnnxEncoder, path: string | 
   process.stdout.write(`  with ONNX Runtime threads spin-waiting (MIR3D_ORT_SPIN=1), ÷ its own inference only:\n`);
   process.stdout.write(row('  inference only', 'inference, spin-waiting threads', 'inference, spin-waiting threads'));
   process.stdout.write(row('  preprocessing worker', 'worker, spin-waiting threads', 'inference, spin-waiting threads'));
+}
+
+/** The shared CTs (NIfTI and DICOM, JPEG 2000 and the tilted GE head included), or three phantoms
+ * written as .nii.gz when ../shared/data is absent. */
+async function folderInputs(work: string): Promise<{ paths: string[]; label: string }> {
+  if (hasSharedData) {
+    const names = ['ircad17/ct.nii.gz', 'ircad17/dicom', 'totalseg/example_ct.nii.gz', 'totalseg/dicom', 'ge-head-ct-dicom'];
+    return { paths: names.map((name) => sharedPath(name)), label: names.join(', ') };
+  }
+  const paths: string[] = [];
+  for (let seed = 1; seed <= 3; seed++) paths.push(await writeNifti(join(work, `phantom-${seed}.nii.gz`), generatePhantom({ seed }).image));
+  return { paths, label: 'three phantoms (no ../shared/data)' };
+}
+
+/** `mir3d index` on a folder, each round into a fresh index, beside inference only on the same slices
+ * (read and preprocessed beforehand) in the same round. */
+async function indexFolder(encoder: OnnxEncoder): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'mir3d-bench-index-'));
+  try {
+    const { paths, label } = await folderInputs(work);
+    const { sources } = await discoverVolumes(paths);
+    const batchSize = 16;
+    const preprocessed: SliceTensor[] = [];
+    const reads: string[] = [];
+    for (const source of sources) {
+      const start = performance.now();
+      const cpuStart = process.cpuUsage();
+      const volume = await readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {});
+      const cpu = process.cpuUsage(cpuStart);
+      const sliceIndices = selectSlices(volume, encoder.preprocessing.sliceStepMm);
+      reads.push(`${source.path.split('/').slice(-2).join('/')}: ${sliceIndices.length} slices, read ${(performance.now() - start).toFixed(0)} ms, CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (all threads)`);
+      preprocessed.push(...sliceBatches(volume, encoder.preprocessing, batchSize, { sliceIndices }));
+    }
+    const slices = preprocessed.reduce((n, batch) => n + batch.count, 0);
+    const seconds = { inference: [] as number[], index: [] as number[] };
+    const cpuSeconds = { inference: [] as number[], index: [] as number[] };
+    const timed = async (into: 'inference' | 'index', round: number, run: () => Promise<void>): Promise<void> => {
+      const start = performance.now();
+      const cpuStart = process.cpuUsage();
+      await run();
+      const cpu = process.cpuUsage(cpuStart);
+      if (round === 0) return; // round 0 warms up
+      seconds[into].push((performance.now() - start) / 1000);
+      cpuSeconds[into].push((cpu.user + cpu.system) / 1e6);
+    };
+    for (let round = 0; round <= RUNS; round++) {
+      await timed('inference', round, async () => {
+        for (const batch of preprocessed) await encoder.embed(batch);
+      });
+      const dir = join(work, `index-${round}`);
+      await timed('index', round, async () => {
+        const store = openStore(dir, { encoderId: encoder.id, dim: encoder.dim });
+        try {
+          const summary = await indexVolumes(sources, { store, encoder, batchSize });
+          if (summary.added !== sources.length || summary.slicesEmbedded !== slices) {
+            throw new Error(`index added ${summary.added} of ${sources.length} volumes, ${summary.slicesEmbedded} of ${slices} slices`);
+          }
+        } finally {
+          store.close();
+        }
+      });
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const perRound = seconds.index.map((t, n) => seconds.inference[n] / t);
+    process.stdout.write(`
+a folder through mir3d index (${sources.length} volumes, ${slices} slices: ${label}), median of ${RUNS} rounds
+`);
+    process.stdout.write(`  ${'variant'.padEnd(54)} ${'rate'.padStart(16)} ÷ inference only: ${'medians'.padStart(7)} ${'per round'.padStart(9)} ${'CPU'.padStart(6)}
+`);
+    const row = (text: string, name: 'inference' | 'index', ratio: [number, number, number]): string =>
+      `  ${text.padEnd(54)} ${(slices / median(seconds[name])).toFixed(1).padStart(7)} slices/s ${ratio[0].toFixed(2).padStart(6)} ${ratio[1].toFixed(2).padStart(9)} ${ratio[2].toFixed(2).padStart(6)}
+`;
+    process.stdout.write(row('inference only (preprocessed input)', 'inference', [1, 1, 1]));
+    process.stdout.write(
+      row('index: read (next file ahead), hash, embed, store', 'index', [
+        median(seconds.inference) / median(seconds.index),
+        median(perRound),
+        median(cpuSeconds.inference) / median(cpuSeconds.index),
+      ]),
+    );
+    process.stdout.write(`  one read of each (before the rounds; JPEG 2000 frames decode on worker threads, gzip on libuv's):\n${reads.map((line) => `    ${line}\n`).join('')}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 await main();
