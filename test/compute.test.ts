@@ -17,6 +17,7 @@ import {
   runSession,
   type RowBlock,
 } from '../src/compute/index.js';
+import { maxSimGroupSizes } from '../src/compute/graphs.js';
 import { bruteForceTopK, randomUnitRows } from './helpers/vectors.js';
 
 const DIM = 48;
@@ -129,9 +130,13 @@ describe('maxSimilarityPerSegment (late interaction)', () => {
     }
   });
 
-  test('more candidates than one grouped run takes (35 large, some small between): same as the TS kernel', async () => {
+  test('more candidates than one grouped run takes (75 large in runs of 64, 8, 2 and 1; some small between): same as the TS kernel', async () => {
+    assert.deepEqual(maxSimGroupSizes(75), [64, 8, 2, 1]);
+    assert.deepEqual(maxSimGroupSizes(50), [32, 16, 2]);
+    assert.deepEqual(maxSimGroupSizes(130), [64, 64, 2]);
+    assert.deepEqual(maxSimGroupSizes(0), []);
     const queries = randomUnitRows(6, DIM, 31);
-    const segments = Array.from({ length: 38 }, (_, i) => randomUnitRows(i % 12 === 5 ? 7 : 256 + (i % 3), DIM, 100 + i));
+    const segments = Array.from({ length: 82 }, (_, i) => randomUnitRows(i % 12 === 5 ? 7 : 256 + (i % 3), DIM, 100 + i));
     const onnx = await maxSimilarityPerSegment(queries, DIM, segments);
     const ts = await maxSimilarityPerSegment(queries, DIM, segments, { backend: 'typescript' });
     assert.deepEqual(onnx.argmaxRow, ts.argmaxRow);

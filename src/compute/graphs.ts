@@ -52,20 +52,37 @@ export function similarityModel(): Uint8Array {
   });
 }
 
-/** Candidates one maxSimModel run takes: per-run overhead is paid once for them all. */
-export const MAXSIM_GROUP = 16;
+/** Most candidates one maxSimModel run takes: per-run overhead is paid once for them all. */
+export const MAXSIM_GROUP = 64;
 
 /**
- * MaxSim of Q against MAXSIM_GROUP candidates in one run: for each candidate Xi, Gemm(Q, Xi, transB=1)
- * then ReduceMax and ArgMax (first index on ties) along its rows, so neither the similarity matrices nor
- * a JS pass over them leave the runtime. Inputs: Q [q, d], X0 … X15 [ni, d]. Outputs: M0 … M15 [q]
- * (float), A0 … A15 [q] (int64).
+ * Group sizes with a graph of their own: powers of two up to MAXSIM_GROUP. A call's candidates split into
+ * the largest sizes that fit (50 = 32 + 16 + 2), so no run carries unused inputs: with one 16-input graph,
+ * the 14 placeholder candidates of a 50-candidate call's last run cost 5–7 % of the whole (bench:search).
  */
-export function maxSimModel(): Uint8Array {
+export function maxSimGroupSizes(candidates: number): number[] {
+  const sizes: number[] = [];
+  let left = candidates;
+  for (let size = MAXSIM_GROUP; left > 0; size >>= 1) {
+    while (left >= size) {
+      sizes.push(size);
+      left -= size;
+    }
+  }
+  return sizes;
+}
+
+/**
+ * MaxSim of Q against `group` candidates in one run: for each candidate Xi, Gemm(Q, Xi, transB=1)
+ * then ReduceMax and ArgMax (first index on ties) along its rows, so neither the similarity matrices nor
+ * a JS pass over them leave the runtime. Inputs: Q [q, d], X0 … X(group−1) [ni, d]. Outputs: M0 … [q]
+ * (float), A0 … [q] (int64).
+ */
+export function maxSimModel(group: number): Uint8Array {
   const g = new OnnxGraphBuilder();
   g.reserve('Q');
-  for (let i = 0; i < MAXSIM_GROUP; i++) g.reserve(`X${i}`);
-  for (let i = 0; i < MAXSIM_GROUP; i++) {
+  for (let i = 0; i < group; i++) g.reserve(`X${i}`);
+  for (let i = 0; i < group; i++) {
     const scores = g.node('Gemm', ['Q', `X${i}`], `S${i}`, { transB: 1 });
     g.namedNode({ opType: 'ReduceMax', inputs: [scores], outputs: [`M${i}`], attributes: { axes: [1], keepdims: 0 } });
     g.namedNode({ opType: 'ArgMax', inputs: [scores], outputs: [`A${i}`], attributes: { axis: 1, keepdims: 0, select_last_index: 0 } });
@@ -74,10 +91,10 @@ export function maxSimModel(): Uint8Array {
     graphName: 'mir3d_maxsim',
     producerName: 'mir3d-compute',
     docString: 'Per candidate: max and argmax over its rows of the inner products with every query row.',
-    input: [{ name: 'Q', dims: ['q', 'd'] }, ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `X${i}`, dims: [`n${i}`, 'd'] }))],
+    input: [{ name: 'Q', dims: ['q', 'd'] }, ...Array.from({ length: group }, (_, i) => ({ name: `X${i}`, dims: [`n${i}`, 'd'] }))],
     output: [
-      ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `M${i}`, dims: ['q'] })),
-      ...Array.from({ length: MAXSIM_GROUP }, (_, i) => ({ name: `A${i}`, dims: ['q'], type: 'int64' as const })),
+      ...Array.from({ length: group }, (_, i) => ({ name: `M${i}`, dims: ['q'] })),
+      ...Array.from({ length: group }, (_, i) => ({ name: `A${i}`, dims: ['q'], type: 'int64' as const })),
     ],
   });
 }

@@ -6,15 +6,15 @@
  * and the exact, shape-independent reference the tests use.
  *
  * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows): one Gemm + ReduceMax + ArgMax
- * per candidate, MAXSIM_GROUP candidates a run, is within 10 % of a single Gemm over all rows already in one
- * buffer. Copying the candidates together costs more than that (30 MB at 512-d: ≈ 5 ms); so do one product
+ * per candidate, up to MAXSIM_GROUP candidates a run in graphs sized to the call (no placeholder inputs),
+ * is within 10 % of a single Gemm over all rows already in one buffer. Copying the candidates together costs more than that (30 MB at 512-d: ≈ 5 ms); so do one product
  * over adjacent views with a JS segment max (≈ 20 % slower at 512-d, 8 % faster at 1280-d), TopK(1) or
  * GatherElements in place of ReduceMax, a transposed product, ORT's parallel executor (1.4×) and spinning
  * threads (2× on two cores). So: no copies of large candidates; only small ones are packed together.
  */
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';
-import { MAXSIM_GROUP } from './graphs.js';
+import { maxSimGroupSizes } from './graphs.js';
 import { computeSessions, type ComputeOptions } from './runtime.js';
 import { typescriptSimilarity, type SimilarityKernel } from './similarity-ts.js';
 
@@ -103,19 +103,21 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
   const maxRunRows = Math.max(PACK_BELOW_ROWS, Math.floor(maxScoreBytes / (4 * queriesPerRun)));
 
   const runs = planRuns(segments, dim, maxRunRows);
-  // Candidates that are one run each (the usual case: one volume's slices) go MAXSIM_GROUP at a time
-  // through the graph that also takes the max and argmax; packed runs keep one Gemm and a JS segment max.
+  // Candidates that are one run each (the usual case: one volume's slices) go through the graph that also
+  // takes the max and argmax, as many a run as a graph size allows; packed runs keep one Gemm and a JS
+  // segment max.
   const single = runs.filter((run) => run.segments.length === 1);
-  for (let g0 = 0; g0 < single.length; g0 += MAXSIM_GROUP) {
-    const group = single.slice(g0, g0 + MAXSIM_GROUP);
+  let g0 = 0;
+  for (const size of maxSimGroupSizes(single.length)) {
+    const group = single.slice(g0, g0 + size);
+    g0 += size;
+    const session = await sessions.maxSim(size);
     const feeds: Record<string, ort.Tensor> = {};
     group.forEach((run, i) => (feeds[`X${i}`] = new ort.Tensor('float32', run.view!, [run.rows, dim])));
-    // Unused inputs get one zero row: its scores are computed and never read.
-    for (let i = group.length; i < MAXSIM_GROUP; i++) feeds[`X${i}`] = new ort.Tensor('float32', new Float32Array(dim), [1, dim]);
     for (let q0 = 0; q0 < queryCount; q0 += queriesPerRun) {
       const qn = Math.min(queriesPerRun, queryCount - q0);
       feeds.Q = new ort.Tensor('float32', queries.subarray(q0 * dim, (q0 + qn) * dim), [qn, dim]);
-      const out = await sessions.maxSim.run(feeds);
+      const out = await session.run(feeds);
       group.forEach((run, i) => {
         const best = out[`M${i}`].data as Float32Array;
         const arg = out[`A${i}`].data as BigInt64Array;

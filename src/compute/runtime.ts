@@ -3,7 +3,7 @@
  * then shared by every store and every search (a session is safe to run concurrently).
  */
 import type * as ort from 'onnxruntime-node';
-import { maxSimModel, similarityModel, topKModel } from './graphs.js';
+import { MAXSIM_GROUP, maxSimModel, similarityModel, topKModel } from './graphs.js';
 import { createSession, resolveThreads, type ExecutionProvider, type SessionOptions } from './session.js';
 
 /** Provider choice and threads of the kernels; the same options every session of the project takes. */
@@ -16,8 +16,9 @@ export interface ComputeSessions {
   readonly threads: number;
   readonly topK: ort.InferenceSession;
   readonly similarity: ort.InferenceSession;
-  /** Max and argmax per candidate, MAXSIM_GROUP candidates a run (graphs.ts maxSimModel). */
-  readonly maxSim: ort.InferenceSession;
+  /** Max and argmax per candidate for `group` candidates a run (a power of two up to MAXSIM_GROUP;
+   * graphs.ts maxSimModel), each size's session made on first use. */
+  maxSim(group: number): Promise<ort.InferenceSession>;
 }
 
 const cache = new Map<string, Promise<ComputeSessions>>();
@@ -41,6 +42,18 @@ async function createSessions(options: { provider: NonNullable<SessionOptions['p
   const topK = await createSession(topKModel(), options);
   // The second graph runs wherever the first one did, so the pair never straddles two providers.
   const similarity = await createSession(similarityModel(), { ...options, provider: topK.provider });
-  const maxSim = await createSession(maxSimModel(), { ...options, provider: topK.provider });
-  return { provider: topK.provider, providerNote: topK.providerNote, threads: options.threads, topK: topK.session, similarity: similarity.session, maxSim: maxSim.session };
+  const maxSimSessions = new Map<number, Promise<ort.InferenceSession>>();
+  const maxSim = (group: number): Promise<ort.InferenceSession> => {
+    if (!Number.isInteger(group) || group < 1 || group > MAXSIM_GROUP || (group & (group - 1)) !== 0) {
+      throw new RangeError(`MaxSim group ${group} is not a power of two up to ${MAXSIM_GROUP}`);
+    }
+    let session = maxSimSessions.get(group);
+    if (!session) {
+      session = createSession(maxSimModel(group), { ...options, provider: topK.provider }).then((opened) => opened.session);
+      session.catch(() => maxSimSessions.delete(group));
+      maxSimSessions.set(group, session);
+    }
+    return session;
+  };
+  return { provider: topK.provider, providerNote: topK.providerNote, threads: options.threads, topK: topK.session, similarity: similarity.session, maxSim };
 }
