@@ -7,6 +7,7 @@ import { dicomParser, EXPLICIT_BE, IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, J2K_SY
 import type { SeriesGeometry } from './dicom-geometry.js';
 import { decodeJ2k, type DecodedFrame } from './j2k-codec.js';
 import type { VoxelArray } from './volume.js';
+import { valueRange } from './volume-stats.js';
 
 type RawPixels = Int8Array | Uint8Array | Int16Array | Uint16Array;
 
@@ -86,17 +87,6 @@ export function storedTypeName(s: SliceHeader): string {
   return `${s.pixelRepresentation === 1 ? 'int' : 'uint'}${s.bitsAllocated}`;
 }
 
-function rawRange(raw: RawPixels): [number, number] {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let p = 0; p < raw.length; p++) {
-    const v = raw[p];
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  return [min, max];
-}
-
 /** True when every rescaled value is an integer inside int16, so the volume can be stored as int16.
  * The theoretical range of the stored type decides in the common case without touching the pixels. */
 function fitsInt16(slices: SliceHeader[], raws: RawPixels[]): boolean {
@@ -109,7 +99,7 @@ function fitsInt16(slices: SliceHeader[], raws: RawPixels[]): boolean {
       const b = r[1] * s.slope + s.intercept;
       return Math.min(a, b) >= -32768 && Math.max(a, b) <= 32767;
     };
-    return ok(bound) || ok(rawRange(raw));
+    return ok(bound) || ok(valueRange(raw));
   });
 }
 

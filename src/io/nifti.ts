@@ -5,6 +5,7 @@ import { VolumeReadError } from './errors.js';
 import { defaultMaxVolumeBytes, readRegularFile, tooLargeError } from './files.js';
 import { obliquityDeg, orientationCode, spacingFromAffine, toCanonical } from './orientation.js';
 import type { Correction, Mat4, Vec3, Volume, VoxelArray } from './volume.js';
+import { valueRange } from './volume-stats.js';
 
 /**
  * NIfTI-1 / NIfTI-2 reader (.nii and .nii.gz, told apart by their bytes) → one canonical Volume.
@@ -287,17 +288,6 @@ function overflowError(path: string, what: string): VolumeReadError {
   return new VolumeReadError('VOXEL_OVERFLOW', path, `${what} beyond ±3.4e38, the float32 range voxels are held in (they would become ±Infinity)`);
 }
 
-function storedRange(values: StoredArray): [number, number] {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let n = 0; n < values.length; n++) {
-    const v = values[n];
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  return [min, max];
-}
-
 /** Scaled voxels in stored order. Integral results that fit int16 (CT in HU, label maps) stay int16. */
 function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: string, options: NiftiReadOptions): { data: VoxelArray; corrections: Correction[] } {
   const type = DATA_TYPES[header.datatypeCode];
@@ -320,7 +310,7 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
   // the decompressed bytes, with no pass over the values (a range scan alone took 90 ms a 62 MB CT in V8).
   if (stored instanceof Int16Array && slope === 1 && inter === 0) return { data: stored, corrections: [] };
   if (type.integral && Number.isInteger(slope) && Number.isInteger(inter)) {
-    const [min, max] = storedRange(stored);
+    const [min, max] = valueRange(stored);
     const scaledMin = Math.min(min * slope + inter, max * slope + inter);
     const scaledMax = Math.max(min * slope + inter, max * slope + inter);
     if (!(scaledMin >= -FLOAT32_MAX && scaledMax <= FLOAT32_MAX)) throw overflowError(path, `scaled values reach ${scaledMin}…${scaledMax},`);

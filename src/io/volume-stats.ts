@@ -40,6 +40,18 @@ function swapped16(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Smallest and largest value (±Infinity for none): the range check the readers make before choosing int16. */
+export function valueRange(values: ArrayLike<number>): [number, number] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let n = 0; n < values.length; n++) {
+    const v = values[n];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return [min, max];
+}
+
 export interface IntensityRange {
   min: number;
   max: number;
