@@ -7,10 +7,11 @@
  *
  * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows): one Gemm + ReduceMax + ArgMax
  * per candidate, up to MAXSIM_GROUP candidates a run in graphs sized to the call (no placeholder inputs),
- * is within 10 % of a single Gemm over all rows already in one buffer. Copying the candidates together costs more than that (30 MB at 512-d: ≈ 5 ms); so do one product
- * over adjacent views with a JS segment max (≈ 20 % slower at 512-d, 8 % faster at 1280-d), TopK(1) or
- * GatherElements in place of ReduceMax, a transposed product, ORT's parallel executor (1.4×) and spinning
- * threads (2× on two cores). So: no copies of large candidates; only small ones are packed together.
+ * is within 10–12 % of a single Gemm over all rows already in one buffer. Everything tried to close that gap
+ * cost more: copying the candidates together (30 MB at 512-d, about 5 ms), one product over adjacent views
+ * with a JS segment max (about 20 % slower at 512-d), ORT's parallel executor (1.4×) and spin-waiting
+ * threads (2× on two cores); TopK(1) or GatherElements in place of ReduceMax and a transposed product were
+ * within noise. So: no copies of large candidates; only small ones are packed together.
  */
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';

@@ -304,11 +304,11 @@ function scaledVoxels(header: Header, bytes: Buffer, voxels: number, path: strin
   const inter = slopeSet && Number.isFinite(header.scl_inter) ? header.scl_inter : 0;
   const stored = storedValues(bytes, offset, voxels, header.datatypeCode, header.littleEndian);
 
-  // Integer storage with integer scaling (nearly every CT file): the range decides int16 without
-  // inspecting the values one by one for fractions or NaN, which integers cannot hold.
   // Stored int16 without scaling (nearly every CT file) is already what a volume holds: it stays a view on
   // the decompressed bytes, with no pass over the values (a range scan alone took 90 ms a 62 MB CT in V8).
   if (stored instanceof Int16Array && slope === 1 && inter === 0) return { data: stored, corrections: [] };
+  // Other integer storage with integer scaling: the range decides int16 without inspecting the values one
+  // by one for fractions or NaN, which integers cannot hold.
   if (type.integral && Number.isInteger(slope) && Number.isInteger(inter)) {
     const [min, max] = valueRange(stored);
     const scaledMin = Math.min(min * slope + inter, max * slope + inter);

@@ -1,7 +1,8 @@
 /**
  * A minimal WebAssembly encoder for the project's few hand-written SIMD kernels (`io/blend-int16.ts`,
- * `preprocess/window-resize-simd.ts`, `preprocess/body-runs-simd.ts`): opcodes by name, LEB128, sections, and instantiation that
- * answers null where the runtime lacks WebAssembly SIMD, so callers keep their scalar loop as fallback.
+ * `preprocess/window-resize-simd.ts`, `preprocess/body-runs-simd.ts`): opcodes by name, LEB128, sections,
+ * and instantiation that answers null where the runtime lacks WebAssembly SIMD, so callers keep their
+ * scalar loop as fallback.
  * Hand-encoded because no registry package turns a few lines of WebAssembly text into bytes without
  * megabytes of toolchain at run time, and a checked-in .wasm blob could not be read in review.
  */
