@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { load as loadNsfwjs } from 'nsfwjs/core';
@@ -30,7 +30,7 @@ import { generatePhantom } from '../src/synth/index.js';
 import { planSlicePreprocessing, preprocessSliceInto, sliceBatches } from '../src/preprocess/batches.js';
 import { bodyBoundingBox } from '../src/preprocess/body-crop.js';
 import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
-import { hasSharedData, sharedPath } from '../test/helpers/shared-data.js';
+import { hasSharedData, sharedDataDir, sharedPath } from '../test/helpers/shared-data.js';
 
 const require = createRequire(import.meta.url);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -232,7 +232,7 @@ async function indexFolder(encoder: OnnxEncoder): Promise<void> {
       const volume = await readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {});
       const cpu = process.cpuUsage(cpuStart);
       const sliceIndices = selectSlices(volume, encoder.preprocessing.sliceStepMm);
-      reads.push(`${source.path.split('/').slice(-2).join('/')}: ${sliceIndices.length} slices, read ${(performance.now() - start).toFixed(0)} ms, CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (all threads)`);
+      reads.push(`${relative(hasSharedData ? sharedDataDir : work, source.path)}: ${sliceIndices.length} slices, read ${(performance.now() - start).toFixed(0)} ms, CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (all threads)`);
       preprocessed.push(...sliceBatches(volume, encoder.preprocessing, batchSize, { sliceIndices }));
     }
     const slices = preprocessed.reduce((n, batch) => n + batch.count, 0);
