@@ -8,7 +8,7 @@
 import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { trainHeadOnRows, type HeadMethod, type TrainedHead } from '../space/train-head.js';
 import { listSpaces, removeSpace, saveSpace } from '../space/persist.js';
-import { rowSliceLabels, sliceLabelsBySliceIndex, slicesOfStore } from '../space/slices.js';
+import { rowSliceLabels, sliceLabelsBySliceIndex, slicesOfStore, volumeSliceIndices } from '../space/slices.js';
 import { SpaceError } from '../space/errors.js';
 import type { Store } from '../store/types.js';
 import type { Case } from './datasets/types.js';
@@ -106,8 +106,7 @@ export async function fitEvalHeads(
     const labels = await sliceLabelsFromMasks(
       slices.volumeIds.map((volumeId, o) => {
         const c = caseOf(o);
-        const end = o + 1 < slices.firstRows.length ? slices.firstRows[o + 1] : slices.owners.length;
-        return { volumeId, what: c.imagePath, geometry: store.getVolume(volumeId)!, sliceIndices: slices.sliceIndices.subarray(slices.firstRows[o], end), ...(c.maskPath ? { maskPath: c.maskPath } : {}) };
+        return { volumeId, what: c.imagePath, geometry: store.getVolume(volumeId)!, sliceIndices: volumeSliceIndices(slices, o), ...(c.maskPath ? { maskPath: c.maskPath } : {}) };
       }),
       sliceTargets,
     );
@@ -171,7 +170,8 @@ export async function fitEvalHeads(
       seconds: head.seconds,
     });
   }
-  return { infos, spaceOfQuery, databaseSliceLabels: sliceLabelsBySliceIndex(byVolume, (volumeId) => store.getVectors([volumeId]).get(volumeId)!.sliceIndices) };
+  const ownerOf = new Map(slices.volumeIds.map((volumeId, o) => [volumeId, o]));
+  return { infos, spaceOfQuery, databaseSliceLabels: sliceLabelsBySliceIndex(byVolume, (volumeId) => volumeSliceIndices(slices, ownerOf.get(volumeId)!)) };
 }
 
 /** What the report says about the heads: where they learned, how they validated, that no query patient

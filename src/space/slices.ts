@@ -38,6 +38,12 @@ export function slicesOfStore(store: Store, volumeIds?: readonly string[]): Stor
   return { vectors: out, dim: store.dim, owners, sliceIndices, firstRows, volumeIds: records.map((r) => r.volumeId), labels: records.map((r) => r.labels) };
 }
 
+/** Canonical slice indices of volume `owner`'s rows (a view of `slices.sliceIndices`). */
+export function volumeSliceIndices(slices: StoreSlices, owner: number): Int32Array {
+  const end = owner + 1 < slices.firstRows.length ? slices.firstRows[owner + 1] : slices.owners.length;
+  return slices.sliceIndices.subarray(slices.firstRows[owner], end);
+}
+
 /** Rows laid out volume by volume, each volume's rows consecutive in ascending slice order: StoreSlices is
  * one; the grouped evaluation lays out its own in the CSV's order. */
 export interface RowLayout {
