@@ -30,7 +30,7 @@ import { indexExists } from '../store/index.js';
 import type { Store, VolumeRecord } from '../store/types.js';
 import { sliceLabelsFromMasks, type SliceTarget } from '../labels/slice-targets.js';
 import { rowSliceLabels, sliceLabelsBySliceIndex } from '../space/slices.js';
-import { averagePrecisionAtK, precisionAtK, randomAveragePrecision, randomPrecisionAtK } from './metrics.js';
+import { averagePrecisionAtK, mean, precisionAtK, randomAveragePrecision, randomPrecisionAtK, standardError } from './metrics.js';
 
 export const CV_SPACES = ['raw', 'normalized', 'fine-tuned'] as const;
 export type CvSpace = (typeof CV_SPACES)[number];
@@ -126,13 +126,6 @@ function readCsv(csvPath: string, targets: string[], groupBy: string, needsMasks
   const base = dirname(resolve(csvPath));
   return records.map((record) => ({ path: isAbsolute(record.path) ? record.path : join(base, record.path), labels: record }));
 }
-
-const mean = (values: readonly number[]): number => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN);
-const standardError = (values: readonly number[]): number => {
-  if (values.length < 2) return NaN;
-  const m = mean(values);
-  return Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (values.length - 1) / values.length);
-};
 
 /** Backbone vectors of every listed file, in an index kept in outDir (reused: unchanged files are not
  * embedded again). Key images of unknown window get the grey pass-through encoder. */

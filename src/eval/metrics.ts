@@ -21,6 +21,16 @@ import type { TumourLabels } from '../labels/tumours.js';
  *   random ordering of the pool; localization IoU under a uniformly placed window (numerical quadrature).
  */
 
+/** Mean of per-query (or per-slice) scores; NaN for none. */
+export const mean = (values: readonly number[]): number => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN);
+
+/** Standard error of that mean (sample standard deviation / √n); NaN below two values. */
+export const standardError = (values: readonly number[]): number => {
+  if (values.length < 2) return NaN;
+  const m = mean(values);
+  return Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (values.length - 1) / values.length);
+};
+
 export const DEFAULT_PRECISION_KS: readonly number[] = [3, 5, 10];
 export const DEFAULT_RECALL_KS: readonly number[] = [1, 3, 5, 10];
 export const AP_DEPTH = 10;
@@ -209,13 +219,6 @@ function meanPrecision(sets: readonly PrecisionSet[], ks: readonly number[]): Pr
 
 function meanTumour(scores: readonly TumourMetrics[], ks: readonly number[], queryCount: number): TumourMetrics {
   return { queryCount, flag: meanPrecision(scores.map((s) => s.flag), ks), group: meanPrecision(scores.map((s) => s.group), ks) };
-}
-
-function mean(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  let s = 0;
-  for (const v of values) s += v;
-  return s / values.length;
 }
 
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {

@@ -1,7 +1,7 @@
 import type { VolumeRecord } from '../store/types.js';
 import { localizationRun, regionRuns, tumourRuns, type RegionQuery } from './datasets/relevance.js';
 import type { RetrievalDataset } from './datasets/types.js';
-import { DEFAULT_PRECISION_KS, DEFAULT_RECALL_KS, evaluateLocalization, evaluateRegionRecall, evaluateTumourRetrieval, slabOf, zIoU, type LocalizationEvaluation, type LocalizationRun, type RegionEvaluation, type TumourEvaluation, type ZInterval } from './metrics.js';
+import { DEFAULT_PRECISION_KS, DEFAULT_RECALL_KS, evaluateLocalization, mean, evaluateRegionRecall, evaluateTumourRetrieval, slabOf, zIoU, type LocalizationEvaluation, type LocalizationRun, type RegionEvaluation, type TumourEvaluation, type ZInterval } from './metrics.js';
 
 
 // ---------------------------------------------------------------------------------------------------
@@ -115,6 +115,5 @@ export function scoreSameScan(dataset: RetrievalDataset, rankings: ReadonlyMap<s
     shares.push(list.filter((r) => r.caseId !== queryId).slice(0, k).filter((r) => scanOf.get(r.caseId) === scan).length / k);
     randoms.push((pool.filter((c) => scanOf.get(c.caseId) === scan).length / pool.length) * (Math.min(k, pool.length) / k));
   }
-  const mean = (v: number[]): number => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
   return { k, share: mean(shares), randomShare: mean(randoms) };
 }

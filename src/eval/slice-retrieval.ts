@@ -11,6 +11,7 @@ import type { QueryVectors } from '../search/types.js';
 import type { SpaceStore } from '../space/space-store.js';
 import type { Store } from '../store/types.js';
 import type { Case } from './datasets/types.js';
+import { mean, standardError } from './metrics.js';
 
 export interface SliceRetrievalScore {
   target: string;
@@ -31,12 +32,7 @@ export interface QueryRows {
   geometry: Pick<Volume, 'dims' | 'affineRas'>;
 }
 
-function meanSe(values: readonly number[]): { mean: number; se: number } {
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / Math.max(n, 1);
-  const variance = n > 1 ? values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1) : Number.NaN;
-  return { mean, se: Math.sqrt(variance / n) };
-}
+const meanSe = (values: readonly number[]): { mean: number; se: number } => ({ mean: mean(values), se: standardError(values) });
 
 /** `databaseLabels`: database volume id → its slice index → the label per slice target. */
 export async function scoreSliceRetrieval(
@@ -89,7 +85,7 @@ export async function scoreSliceRetrieval(
     raw: meanSe(scores[t].raw),
     fineTuned: meanSe(scores[t].tuned),
     gain: meanSe(scores[t].tuned.map((v, i) => v - scores[t].raw[i])),
-    random: meanSe(scores[t].random).mean,
+    random: mean(scores[t].random),
   }));
 }
 
