@@ -12,6 +12,9 @@ import { barChartSvg, escapeXml } from './report-svg.js';
 const f3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : '–');
 const pm = (mean: number, se: number): string => `${f3(mean)} ± ${f3(se)}`;
 const METRICS = [...CV_KS.map((k) => `P@${k}`), 'AP@10'];
+/** A paired difference read at two standard errors. */
+const verdictOf = (d: { mean: number; se: number }): string =>
+  d.mean > 2 * d.se ? 'a gain beyond two standard errors' : d.mean < -2 * d.se ? 'a loss beyond two standard errors' : 'within two standard errors of no change';
 
 export function cvTableRows(results: CvResults, target: string): string[][] {
   return CV_SPACES.map((space) => [space, ...METRICS.map((m) => {
@@ -26,7 +29,7 @@ export function cvReading(results: CvResults, target: string): string {
   const tuned = results.metrics['fine-tuned'][target]['P@5'];
   const gain = results.gains[target]['P@5'];
   const nGain = results.normalizedGains?.[target]?.['P@5'];
-  const verdict = gain.mean > 2 * gain.se ? 'a gain beyond two standard errors' : gain.mean < -2 * gain.se ? 'a loss beyond two standard errors' : 'within two standard errors of no change';
+  const verdict = verdictOf(gain);
   const groups = results.dataset.groups;
   return [
     `On ${results.queries.length} queries from ${groups} ${results.dataset.groupBy} groups in ${results.settings.folds} grouped folds, P@5 for "${target}" is ${f3(raw.mean)} raw, ` +
@@ -47,7 +50,7 @@ export function cvSliceRows(results: CvResults, target: string): string[][] {
 export function cvSliceReading(results: CvResults, target: string): string {
   const m = results.sliceMetrics![target];
   const g = m.gains['fine-tuned'];
-  const verdict = g.mean > 2 * g.se ? 'a gain beyond two standard errors' : g.mean < -2 * g.se ? 'a loss beyond two standard errors' : 'within two standard errors of no change';
+  const verdict = verdictOf(g);
   return (
     `Each of ${m.slices} query slices, labelled from its own mask, retrieves its ${m.k} nearest slices of its fold's database: P@${m.k} ${f3(m.spaces.raw.mean)} raw, ${f3(m.spaces['fine-tuned'].mean)} fine-tuned, ${f3(m.random)} at random; ` +
     `fine-tuned minus raw ${pm(g.mean, g.se)} (paired over slices), ${verdict}. The standard errors treat slices as independent; slices of one volume are not.`
