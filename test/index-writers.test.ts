@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { writeNifti } from '../src/io/nifti-writer.js';
@@ -52,6 +52,9 @@ describe('two writers on one index', () => {
   test('the second run is refused with one line while the first writes; the first indexes everything', async () => {
     const db = join(work, 'db-two');
     const first = spawn(process.execPath, [join(projectRoot, 'dist/src/cli/main.js'), 'index', archive, '--db', db, '--encoder', 'baseline', '--json', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // At the lowest priority, so that on a busy machine this process sees the lock and pauses the run before
+    // the run can finish (it holds the lock for about 0.4 s; under the full suite's load one poll came late).
+    setPriority(first.pid!, 19);
     let stdout = '';
     first.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => first.on('exit', resolve));
