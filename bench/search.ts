@@ -12,16 +12,17 @@
  * slices near-duplicates), which is what slice embeddings look like.
  * Re-ranking: late interaction of a 100-slice query against 50 candidates × 300 slices, vs numpy.
  *
- * Env: BENCH_SIZES=10000,100000 BENCH_DIMS=512 BENCH_RUNS=7; BENCH_HNSW_MAX_CELLS (see below); BENCH_STRUCTURED=100000,1000000 (sizes that
+ * Env: BENCH_SIZES=10000,100000 BENCH_DIMS=512 BENCH_RUNS=7 BENCH_RERANK_ROUNDS=31; BENCH_HNSW_MAX_CELLS (see below); BENCH_STRUCTURED=100000,1000000 (sizes that
  * also run on slice-like vectors); BENCH_HNSW_RANDOM_MAX=10000, BENCH_FAISS_HNSW_RANDOM_MAX=10000,
  * BENCH_FAISS_HNSW_MAX=100000 (largest sizes that get an HNSW build; HNSW over random high-d vectors
  * builds slowly and recalls poorly in both libraries, and Debian's Faiss HNSW is slow to build).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { maxSimilarityPerSegment } from '../src/compute/max-sim.js';
 import { computeSessions } from '../src/compute/runtime.js';
@@ -57,8 +58,14 @@ const HNSW = { connectivity: 16, expansionAdd: 128 };
 /** Faiss runs before mir3d's graph exists (and so before its calibration): it searches at this ef. */
 const FAISS_EF_SEARCH = 256;
 const RERANK_CANDIDATES = 50;
-/** Alternating Node/Python rounds of the re-ranking case. */
-const RERANK_ROUNDS = 3;
+/** Re-ranking rounds: in each, mir3d's two layouts, then numpy's three calls, each call once. */
+const RERANK_ROUNDS = Number(process.env.BENCH_RERANK_ROUNDS ?? 31);
+/** OpenBLAS threads spin about 0.1 s after a product before they sleep: mir3d's next call waits this long
+ * so that it never shares the two cores with them (ONNX Runtime's threads here do not spin). numpy's
+ * calls wait as long after mir3d's, so both sides start from the same idle machine (on this VM a call
+ * after an idle quarter second runs 5–10 % slower than one right after another). */
+const OPENBLAS_SPIN_MS = 250;
+const idle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, OPENBLAS_SPIN_MS));
 
 type Case = { kind: 'search'; dim: number; rows: number; data: 'random' | 'slice-like'; hnsw: boolean; faissHnsw: boolean } | { kind: 'rerank'; dim: number };
 
@@ -92,18 +99,22 @@ interface SearchResult {
 
 interface RerankResult {
   dim: number;
+  rounds: number;
   /** Candidates as separate arrays (as read from SQLite or scattered over the in-memory blocks). */
   nodeMs: number;
-  nodeRuns: number[];
-  /** Median CPU ms of one run, all threads: a loaded machine disturbs it less than wall time. */
-  nodeCpuMs: number;
-  /** The same candidates as adjacent views of one buffer (one product over all their rows). */
+  /** The same candidates as adjacent views of one buffer. */
   nodeViewsMs: number;
-  /** numpy on one contiguous matrix of all candidates: one product, no gathering. */
-  numpyMs: number;
-  numpyCpuMs?: number;
-  /** numpy given the candidates as separate arrays: the faster of concatenating them and one product each. */
+  /** numpy given the candidates as separate arrays: per round the faster of one product each and
+   * concatenating them first. */
   numpySeparateMs: number;
+  /** numpy on one contiguous matrix of all candidates: one product, no gathering (the lower bound). */
+  numpyMs: number;
+  /** Medians of the rounds' own ratios: each mir3d call against numpy's calls of the same round. */
+  separateRatio: number;
+  viewsRatio: number;
+  separateToContiguousRatio: number;
+  /** CPU time of all threads, mir3d separate ÷ numpy same layout, per round. */
+  cpuRatio: number;
   peakRssMB: number;
 }
 
@@ -305,6 +316,44 @@ async function searchCase(c: Extract<Case, { kind: 'search' }>): Promise<SearchR
   }
 }
 
+/** search_ref.py rerank-serve as a peer: one timed numpy call per request, answered on its stdout. */
+class NumpyPeer {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterator<string>;
+
+  constructor(args: string[]) {
+    this.child = spawn(PYTHON, [join(projectRoot, 'bench', 'search_ref.py'), ...args]);
+    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+
+  async call(name: 'per_candidate' | 'concatenated' | 'contiguous'): Promise<{ ms: number; cpu_ms: number; peak_rss_kb: number }> {
+    this.child.stdin.write(`${name}\n`);
+    const line = await this.lines.next();
+    if (line.done) throw new Error(`search_ref.py rerank-serve ended before answering ${name}`);
+    return JSON.parse(line.value) as { ms: number; cpu_ms: number; peak_rss_kb: number };
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
+}
+
+/** The second of two mir3d calls: wall and CPU (all threads) milliseconds. Both sides time the second of
+ * two calls, so that each finds its data in cache as its own call before left it: the first call after
+ * the other side's would find its candidates evicted by the other's 30–80 MB. */
+async function timedCall(fn: () => Promise<unknown>): Promise<{ ms: number; cpuMs: number }> {
+  await fn();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { ms, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+/** Every call of one side and the other paired round by round, so that a change of machine load within
+ * the case falls on both sides of each ratio (separate runs of a few calls each swung ±10 % here). */
 async function rerankCase(dim: number): Promise<RerankResult> {
   const work = mkdtempSync(join(tmpdir(), 'mir3d-bench-'));
   try {
@@ -318,36 +367,50 @@ async function rerankCase(dim: number): Promise<RerankResult> {
     const all = new Float32Array(RERANK_CANDIDATES * SLICES_PER_VOLUME * dim);
     segments.forEach((s, i) => all.set(s, i * s.length));
     const views = segments.map((s, i) => all.subarray(i * s.length, (i + 1) * s.length));
-    // Node and Python alternate in rounds, so a change in machine load falls on both.
-    const cpuMs: number[] = [];
-    const nodeRuns: number[] = [];
-    const viewRuns: number[] = [];
-    const numpy: Array<Record<string, number>> = [];
-    for (let round = 0; round < RERANK_ROUNDS; round++) {
-      const warmUp = cpuMs.length;
-      const node = await timeRuns(RUNS, async () => {
-        const start = process.cpuUsage();
-        const result = await maxSimilarityPerSegment(queries, dim, segments);
-        const cpu = process.cpuUsage(start);
-        cpuMs.push((cpu.user + cpu.system) / 1000);
-        return result;
-      });
-      cpuMs.splice(warmUp, 1);
-      nodeRuns.push(...node.runs);
-      viewRuns.push(...(await timeRuns(RUNS, () => maxSimilarityPerSegment(queries, dim, views))).runs);
-      numpy.push(runPython(['rerank', join(work, 'v.f32'), String(dim), String(SLICES_PER_VOLUME), join(work, 'q.f32'), String(RUNS)]));
+    const numpy = new NumpyPeer(['rerank-serve', join(work, 'v.f32'), String(dim), String(SLICES_PER_VOLUME), join(work, 'q.f32')]);
+    type Call = { ms: number; cpuMs: number };
+    const rounds: Array<{ separate: Call; views: Call; perCandidate: Call; concatenated: Call; contiguous: Call }> = [];
+    let pythonPeakKb = 0;
+    const numpyCall = async (name: 'per_candidate' | 'concatenated' | 'contiguous'): Promise<Call> => {
+      const answer = await numpy.call(name);
+      pythonPeakKb = Math.max(pythonPeakKb, answer.peak_rss_kb);
+      return { ms: answer.ms, cpuMs: answer.cpu_ms };
+    };
+    try {
+      for (let round = 0; round <= RERANK_ROUNDS; round++) {
+        // The first call after an idle pause runs slower on this VM, so each side's order flips every round.
+        const flip = round % 2 === 1;
+        const mir3d: Record<'separate' | 'views', Call> = { separate: { ms: 0, cpuMs: 0 }, views: { ms: 0, cpuMs: 0 } };
+        for (const layout of flip ? (['views', 'separate'] as const) : (['separate', 'views'] as const)) {
+          mir3d[layout] = await timedCall(() => maxSimilarityPerSegment(queries, dim, layout === 'views' ? views : segments));
+        }
+        await idle();
+        const names = ['per_candidate', 'concatenated', 'contiguous'] as const;
+        const reference: Partial<Record<(typeof names)[number], Call>> = {};
+        for (const name of flip ? [...names].reverse() : names) reference[name] = await numpyCall(name);
+        await idle();
+        if (round === 0) continue; // warm-up: sessions, graphs and BLAS buffers are made on first use
+        rounds.push({ ...mir3d, perCandidate: reference.per_candidate!, concatenated: reference.concatenated!, contiguous: reference.contiguous! });
+      }
+    } finally {
+      numpy.close();
     }
-    const pooled = (key: string): number => median(numpy.map((r) => r[key]));
+    const of = (pick: (r: (typeof rounds)[number]) => number): number => median(rounds.map(pick));
+    // numpy's way with separate arrays is whichever of its two is faster over all rounds (not per round:
+    // the smaller of two noisy figures would favour numpy).
+    const numpySeparate = of((r) => r.perCandidate.ms) <= of((r) => r.concatenated.ms) ? 'perCandidate' : 'concatenated';
     return {
       dim,
-      nodeMs: median(nodeRuns),
-      nodeRuns,
-      nodeCpuMs: median(cpuMs),
-      nodeViewsMs: median(viewRuns),
-      numpyMs: pooled('numpy_rerank_ms'),
-      numpyCpuMs: pooled('numpy_rerank_cpu_ms'),
-      numpySeparateMs: Math.min(pooled('numpy_concatenated_ms'), pooled('numpy_per_candidate_ms')),
-      peakRssMB: peakRssMB(),
+      rounds: rounds.length,
+      nodeMs: of((r) => r.separate.ms),
+      nodeViewsMs: of((r) => r.views.ms),
+      numpySeparateMs: of((r) => r[numpySeparate].ms),
+      numpyMs: of((r) => r.contiguous.ms),
+      separateRatio: of((r) => r.separate.ms / r[numpySeparate].ms),
+      viewsRatio: of((r) => r.views.ms / r.contiguous.ms),
+      separateToContiguousRatio: of((r) => r.separate.ms / r.contiguous.ms),
+      cpuRatio: of((r) => r.separate.cpuMs / r[numpySeparate].cpuMs),
+      peakRssMB: Math.max(peakRssMB(), pythonPeakKb / 1024),
     };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -447,14 +510,15 @@ async function orchestrate(): Promise<void> {
   );
   table(
     `Late-interaction re-ranking: ${QUERY_ROWS}-slice query × ${RERANK_CANDIDATES} candidates × ${SLICES_PER_VOLUME} slices (max + argmax per query slice and candidate); ` +
-      'each layout against numpy given the same layout; numpy on one contiguous matrix is the lower bound',
+      `each layout against numpy given the same layout, every call paired with numpy's of the same round (${rerank[0]?.rounds ?? RERANK_ROUNDS} rounds; ` +
+      'ratios are medians of the rounds\' own ratios); numpy on one contiguous matrix is the lower bound',
     ['dim', 'candidates as', 'mir3d ms', 'numpy same layout ms', 'mir3d/numpy', 'numpy contiguous ms', 'mir3d/contiguous', 'CPU mir3d/numpy'],
     rerank.flatMap((r) => [
       [
-        String(r.dim), 'separate arrays', fmt(r.nodeMs), fmt(r.numpySeparateMs), fmt(r.nodeMs / r.numpySeparateMs, 2),
-        fmt(r.numpyMs), fmt(r.nodeMs / r.numpyMs, 2), r.numpyCpuMs ? fmt(r.nodeCpuMs / r.numpyCpuMs, 2) : '–',
+        String(r.dim), 'separate arrays', fmt(r.nodeMs), fmt(r.numpySeparateMs), fmt(r.separateRatio, 2),
+        fmt(r.numpyMs), fmt(r.separateToContiguousRatio, 2), fmt(r.cpuRatio, 2),
       ],
-      [String(r.dim), 'views of one buffer', fmt(r.nodeViewsMs), fmt(r.numpyMs), fmt(r.nodeViewsMs / r.numpyMs, 2), fmt(r.numpyMs), fmt(r.nodeViewsMs / r.numpyMs, 2), '–'],
+      [String(r.dim), 'views of one buffer', fmt(r.nodeViewsMs), fmt(r.numpyMs), fmt(r.viewsRatio, 2), fmt(r.numpyMs), fmt(r.viewsRatio, 2), '–'],
     ]),
   );
   process.stdout.write(

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Reference timings for `npm run bench:search`: Faiss (IndexFlatIP, IndexHNSWFlat) and numpy on the same
-vectors the Node side uses, read from raw little-endian float32 files. Prints one JSON line.
+vectors the Node side uses, read from raw little-endian float32 files. Prints one JSON line (rerank-serve: one per call).
 
   search_ref.py search <data.f32> <rows> <dim> <queries.f32> <k> <runs> <hnsw M> <efConstruction> <efSearch> <ids_out.i64> [--no-hnsw]
-  search_ref.py rerank <candidates.f32> <dim> <segment_rows> <queries.f32> <runs>
+  search_ref.py rerank-serve <candidates.f32> <dim> <segment_rows> <queries.f32>   (then one call per stdin line)
 """
 import json
 import resource
@@ -69,50 +69,46 @@ def search(args):
     print(json.dumps(out))
 
 
-def rerank(args):
-    cand_path, dim, segment_rows, query_path, runs = args[:5]
-    dim, segment_rows, runs = int(dim), int(segment_rows), int(runs)
+def rerank_serve(args):
+    """Answers one timed call per stdin line, so the Node side can pair each of its calls with numpy's in
+    the same moment: 'per_candidate' and 'concatenated' take the candidates as separate arrays, as mir3d
+    gets them (numpy must take one product per candidate or concatenate them first); 'contiguous' is one
+    product over a matrix already in one piece, the lower bound. Each answer is one JSON line: the second
+    of two calls, timed."""
+    cand_path, dim, segment_rows, query_path = args[:4]
+    dim, segment_rows = int(dim), int(segment_rows)
     v = np.fromfile(cand_path, dtype='<f4').reshape(-1, dim)
     q = np.fromfile(query_path, dtype='<f4').reshape(-1, dim)
     starts = np.arange(0, v.shape[0], segment_rows)
-    # The same candidates as separate arrays, as mir3d gets them: numpy must then either concatenate
-    # them or take one product per candidate; both are timed and the faster one is numpy's figure.
     separate = [v[s:s + segment_rows].copy() for s in starts]
 
-    def maxsim():
-        s = q @ v.T
+    def max_argmax(s):
         best = np.maximum.reduceat(s, starts, axis=1)
         arg = s.reshape(q.shape[0], -1, segment_rows).argmax(axis=2)
         return best, arg
 
-    def maxsim_concatenated():
-        s = q @ np.concatenate(separate).T
-        best = np.maximum.reduceat(s, starts, axis=1)
-        arg = s.reshape(q.shape[0], -1, segment_rows).argmax(axis=2)
-        return best, arg
-
-    def maxsim_per_candidate():
+    def per_candidate():
         out = []
         for x in separate:
             s = q @ x.T
             out.append((s.max(axis=1), s.argmax(axis=1)))
         return out
 
-    cpu = []
-
-    def timed_maxsim():
-        start = time.process_time()
-        maxsim()
-        cpu.append((time.process_time() - start) * 1000)
-
-    ms, all_runs = median_ms(timed_maxsim, runs)
-    cpu_ms = float(np.median(cpu[1:]))  # the first call is median_ms's warm-up
-    concatenated_ms, _ = median_ms(maxsim_concatenated, runs)
-    per_candidate_ms, _ = median_ms(maxsim_per_candidate, runs)
-    print(json.dumps({'numpy_rerank_ms': ms, 'numpy_rerank_runs': all_runs, 'numpy_rerank_cpu_ms': cpu_ms,
-                      'numpy_concatenated_ms': concatenated_ms, 'numpy_per_candidate_ms': per_candidate_ms,
-                      'peak_rss_kb': peak_rss_kb()}))
+    calls = {
+        'contiguous': lambda: max_argmax(q @ v.T),
+        'concatenated': lambda: max_argmax(q @ np.concatenate(separate).T),
+        'per_candidate': per_candidate,
+    }
+    for line in sys.stdin:
+        fn = calls[line.strip()]
+        fn()  # the timed call finds the data in cache as the call before it left it, as mir3d's does
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        fn()
+        ms = (time.perf_counter() - t0) * 1000
+        cpu_ms = (time.process_time() - cpu0) * 1000
+        print(json.dumps({'ms': ms, 'cpu_ms': cpu_ms, 'peak_rss_kb': peak_rss_kb()}), flush=True)
 
 
 if __name__ == '__main__':
-    {'search': search, 'rerank': rerank}[sys.argv[1]](sys.argv[2:])
+    {'search': search, 'rerank-serve': rerank_serve}[sys.argv[1]](sys.argv[2:])
