@@ -18,6 +18,7 @@ import {
   type RowBlock,
 } from '../src/compute/index.js';
 import { maxSimGroupSizes } from '../src/compute/graphs.js';
+import { maxSimRuns } from '../src/compute/max-sim.js';
 import { bruteForceTopK, randomUnitRows } from './helpers/vectors.js';
 
 const DIM = 48;
@@ -139,6 +140,28 @@ describe('maxSimilarityPerSegment (late interaction)', () => {
     const segments = Array.from({ length: 82 }, (_, i) => randomUnitRows(i % 12 === 5 ? 7 : 256 + (i % 3), DIM, 100 + i));
     const onnx = await maxSimilarityPerSegment(queries, DIM, segments);
     const ts = await maxSimilarityPerSegment(queries, DIM, segments, { backend: 'typescript' });
+    assert.deepEqual(onnx.argmaxRow, ts.argmaxRow);
+    for (let i = 0; i < ts.maxSimilarity.length; i++) assert.ok(Math.abs(onnx.maxSimilarity[i] - ts.maxSimilarity[i]) < 1e-5, `entry ${i}`);
+  });
+
+  test('a large call runs in one padded graph whose threads spin (50 candidates → one 64-input run): same as the TS kernel', async () => {
+    const dim = 256;
+    assert.deepEqual(maxSimRuns(Array<number>(50).fill(256), dim), [{ size: 64, used: 50, spinning: true }]);
+    // Small runs never spin: 20 × 100 rows × 256 is under the threshold, and so is the 2-candidate remainder.
+    assert.deepEqual(maxSimRuns(Array<number>(20).fill(100), dim), [
+      { size: 16, used: 16, spinning: false },
+      { size: 4, used: 4, spinning: false },
+    ]);
+    assert.deepEqual(maxSimRuns(Array<number>(130).fill(300), 512), [
+      { size: 64, used: 64, spinning: true },
+      { size: 64, used: 64, spinning: true },
+      { size: 2, used: 2, spinning: false },
+    ]);
+    assert.deepEqual(maxSimRuns([], dim), []);
+    const queries = randomUnitRows(5, dim, 41);
+    const segments = Array.from({ length: 50 }, (_, i) => randomUnitRows(250 + (i % 7), dim, 200 + i));
+    const onnx = await maxSimilarityPerSegment(queries, dim, segments);
+    const ts = await maxSimilarityPerSegment(queries, dim, segments, { backend: 'typescript' });
     assert.deepEqual(onnx.argmaxRow, ts.argmaxRow);
     for (let i = 0; i < ts.maxSimilarity.length; i++) assert.ok(Math.abs(onnx.maxSimilarity[i] - ts.maxSimilarity[i]) < 1e-5, `entry ${i}`);
   });

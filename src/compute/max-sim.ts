@@ -5,17 +5,21 @@
  * and the GPU path) and a plain-TypeScript kernel, which is the CPU fallback when ONNX Runtime cannot start
  * and the exact, shape-independent reference the tests use.
  *
- * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows): one Gemm + ReduceMax + ArgMax
- * per candidate, up to MAXSIM_GROUP candidates a run in graphs sized to the call (no placeholder inputs),
- * is within 10–12 % of a single Gemm over all rows already in one buffer. Everything tried to close that gap
- * cost more: copying the candidates together (30 MB at 512-d, about 5 ms), one product over adjacent views
- * with a JS segment max (about 20 % slower at 512-d), ORT's parallel executor (1.4×) and spin-waiting
- * threads (2× on two cores); TopK(1) or GatherElements in place of ReduceMax and a transposed product were
- * within noise. So: no copies of large candidates; only small ones are packed together.
+ * Measured on the 2-core dev box (100 query rows × 50 candidates × 300 rows, bench:search, paired with
+ * numpy call by call): one Gemm + ReduceMax + ArgMax per candidate, up to MAXSIM_GROUP candidates a run, with
+ * the threads of large runs spinning between operators and stopping when the run returns (maxSimRuns), is
+ * 0.91–0.95 of numpy's time on the same separate arrays at 512-d and at parity with one product over a
+ * contiguous matrix. Without that spinning ONNX Runtime's sleeping threads woke for each of the 150
+ * operators and it was 1.03–1.09× numpy. Spinning that outlives the run is wrong here: each session has
+ * a pool of its own, and a pool still spinning after its run took a core from the next session's (2×
+ * slower). Tried and dropped: copying the candidates together (30 MB at 512-d, about 5 ms), one product
+ * over adjacent views with a JS segment max (about 20 % slower at 512-d), ORT's parallel executor (1.4×),
+ * TopK(1) in place of ReduceMax + ArgMax (slower with spinning), GatherElements and a transposed product
+ * (within noise). So: no copies of large candidates; only small ones are packed together.
  */
 import * as ort from 'onnxruntime-node';
 import { ComputeError } from './errors.js';
-import { maxSimGroupSizes } from './graphs.js';
+import { MAXSIM_GROUP, maxSimGroupSizes } from './graphs.js';
 import { computeSessions, type ComputeOptions } from './runtime.js';
 import { typescriptSimilarity, type SimilarityKernel } from './similarity-ts.js';
 
@@ -48,6 +52,10 @@ export interface MaxSimOptions extends ComputeOptions {
 
 const DEFAULT_MAX_SCORE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_ROWS_PER_CALL = 8192;
+/** Runs of at least this many candidate floats (rows × dim) spin (see maxSimRuns). Paired at 512-d against
+ * the same graphs without spinning: 8 candidates of 300 rows (1.2 M floats) ran 1.7× slower with
+ * spinning, 2 candidates 2×; 20 or more (3 M) ran faster. */
+const SPIN_FROM_FLOATS = 3_000_000;
 /** Candidates at least this long run on their own (no copy); shorter ones are packed, since per-run
  * overhead (~0.1–0.3 ms) then outweighs the copy. */
 const PACK_BELOW_ROWS = 256;
@@ -108,13 +116,15 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
   // takes the max and argmax, as many a run as a graph size allows; packed runs keep one Gemm and a JS
   // segment max.
   const single = runs.filter((run) => run.segments.length === 1);
+  const placeholder = new ort.Tensor('float32', new Float32Array(dim), [1, dim]);
   let g0 = 0;
-  for (const size of maxSimGroupSizes(single.length)) {
-    const group = single.slice(g0, g0 + size);
-    g0 += size;
-    const session = await sessions.maxSim(size);
+  for (const { size, used, spinning } of maxSimRuns(single.map((run) => run.rows), dim)) {
+    const group = single.slice(g0, g0 + used);
+    g0 += used;
+    const session = await sessions.maxSim(size, spinning);
     const feeds: Record<string, ort.Tensor> = {};
     group.forEach((run, i) => (feeds[`X${i}`] = new ort.Tensor('float32', run.view!, [run.rows, dim])));
+    for (let i = used; i < size; i++) feeds[`X${i}`] = placeholder;
     for (let q0 = 0; q0 < queryCount; q0 += queriesPerRun) {
       const qn = Math.min(queriesPerRun, queryCount - q0);
       feeds.Q = new ort.Tensor('float32', queries.subarray(q0 * dim, (q0 + qn) * dim), [qn, dim]);
@@ -142,6 +152,40 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
     }
   }
   return result;
+}
+
+/**
+ * The runs of a call's single-run candidates, given their row counts: `size` is the graph (a power of two),
+ * `used` how many of its inputs are real candidates (the rest get a one-row placeholder whose outputs are
+ * dropped), `spinning` whether its session's threads spin between operators (stopping when the run
+ * returns). Spinning pays only on runs of SPIN_FROM_FLOATS or more: starting a spinning pool costs more than
+ * a small run takes. A placeholder's three operators cost ~50 µs without spinning (the pool's thread wakes
+ * for each) and next to nothing with it, while each run pays the pool's start: so the graphs fit
+ * non-spinning runs exactly (20 = 16 + 4), and a spinning remainder takes one padded graph (50 → 64).
+ * Paired runs at 512-d, 300-row candidates, against exact-fit graphs without spinning: 24–100 candidates
+ * 4–18 % faster; 20 candidates as 16 + 4 spinning runs were 19–29 % slower, hence one padded run.
+ */
+export function maxSimRuns(rows: readonly number[], dim: number): Array<{ size: number; used: number; spinning: boolean }> {
+  const runs: Array<{ size: number; used: number; spinning: boolean }> = [];
+  const floats = (from: number, to: number): number => {
+    let sum = 0;
+    for (let i = from; i < to; i++) sum += rows[i];
+    return sum * dim;
+  };
+  let start = 0;
+  for (; rows.length - start >= MAXSIM_GROUP; start += MAXSIM_GROUP) {
+    runs.push({ size: MAXSIM_GROUP, used: MAXSIM_GROUP, spinning: floats(start, start + MAXSIM_GROUP) >= SPIN_FROM_FLOATS });
+  }
+  const left = rows.length - start;
+  if (left === 0) return runs;
+  if (floats(start, rows.length) >= SPIN_FROM_FLOATS) {
+    let size = 1;
+    while (size < left) size *= 2;
+    runs.push({ size, used: left, spinning: true });
+  } else {
+    for (const size of maxSimGroupSizes(left)) runs.push({ size, used: size, spinning: false });
+  }
+  return runs;
 }
 
 /** ArgMax's int64 row indices as 32-bit words, read at even positions: the low word of a little-endian

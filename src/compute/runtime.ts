@@ -17,8 +17,9 @@ export interface ComputeSessions {
   readonly topK: ort.InferenceSession;
   readonly similarity: ort.InferenceSession;
   /** Max and argmax per candidate for `group` candidates a run (a power of two up to MAXSIM_GROUP;
-   * graphs.ts maxSimModel), each size's session made on first use. */
-  maxSim(group: number): Promise<ort.InferenceSession>;
+   * graphs.ts maxSimModel), each size's session made on first use; `spinning`: its threads spin between
+   * the run's operators (and stop when it returns), which pays on large calls only (max-sim.ts). */
+  maxSim(group: number, spinning?: boolean): Promise<ort.InferenceSession>;
 }
 
 const cache = new Map<string, Promise<ComputeSessions>>();
@@ -42,16 +43,18 @@ async function createSessions(options: { provider: NonNullable<SessionOptions['p
   const topK = await createSession(topKModel(), options);
   // The second graph runs wherever the first one did, so the pair never straddles two providers.
   const similarity = await createSession(similarityModel(), { ...options, provider: topK.provider });
-  const maxSimSessions = new Map<number, Promise<ort.InferenceSession>>();
-  const maxSim = (group: number): Promise<ort.InferenceSession> => {
+  const maxSimSessions = new Map<string, Promise<ort.InferenceSession>>();
+  const maxSim = (group: number, spinning = false): Promise<ort.InferenceSession> => {
     if (!Number.isInteger(group) || group < 1 || group > MAXSIM_GROUP || (group & (group - 1)) !== 0) {
       throw new RangeError(`MaxSim group ${group} is not a power of two up to ${MAXSIM_GROUP}`);
     }
-    let session = maxSimSessions.get(group);
+    const key = `${group}:${spinning}`;
+    let session = maxSimSessions.get(key);
     if (!session) {
-      session = createSession(maxSimModel(group), { ...options, provider: topK.provider }).then((opened) => opened.session);
-      session.catch(() => maxSimSessions.delete(group));
-      maxSimSessions.set(group, session);
+      const sessionOptions = { ...options, provider: topK.provider, spinning: spinning ? ('during-run' as const) : undefined };
+      session = createSession(maxSimModel(group), sessionOptions).then((opened) => opened.session);
+      session.catch(() => maxSimSessions.delete(key));
+      maxSimSessions.set(key, session);
     }
     return session;
   };

@@ -23,8 +23,10 @@ export interface SessionOptions {
   threads?: number;
   /** Let idle intra-op threads spin-wait for work (ONNX Runtime's default). Default false, or true when
    * $MIR3D_ORT_SPIN is 1: spinning threads hold their cores between operators, which on shared or few cores
-   * starves the thread that prepares the next batch (bench:embed measures both). */
-  spinning?: boolean;
+   * starves the thread that prepares the next batch (bench:embed measures both). 'during-run': spin
+   * between the operators of a run and stop when it returns (ONNX Runtime's session.force_spinning_stop):
+   * no core is held after a run, so sessions with thread pools of their own never spin over each other. */
+  spinning?: boolean | 'during-run';
 }
 
 export interface OpenedSession {
@@ -108,7 +110,12 @@ export async function createSession(model: string | Uint8Array, options: Session
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
-    extra: { session: { intra_op: { allow_spinning: spinningOf(options.spinning) ? '1' : '0' } } },
+    extra: {
+      session: {
+        intra_op: { allow_spinning: spinningOf(options.spinning) ? '1' : '0' },
+        ...(options.spinning === 'during-run' ? { force_spinning_stop: '1' } : {}),
+      },
+    },
   };
   const choice = options.provider ?? 'auto';
   let providerNote: string | undefined;
@@ -142,8 +149,8 @@ export async function createSession(model: string | Uint8Array, options: Session
   }
 }
 
-export function spinningOf(spinning: boolean | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
-  return spinning ?? env.MIR3D_ORT_SPIN === '1';
+export function spinningOf(spinning: SessionOptions['spinning'], env: NodeJS.ProcessEnv = process.env): boolean {
+  return spinning === undefined ? env.MIR3D_ORT_SPIN === '1' : spinning !== false;
 }
 
 function createWith(model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
