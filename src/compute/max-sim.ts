@@ -162,8 +162,8 @@ export async function maxSimilarityPerSegment(queries: Float32Array, dim: number
  * a small run takes. A placeholder's three operators cost ~50 µs without spinning (the pool's thread wakes
  * for each) and next to nothing with it, while each run pays the pool's start: so the graphs fit
  * non-spinning runs exactly (20 = 16 + 4), and a spinning remainder takes one padded graph (50 → 64).
- * Paired runs at 512-d, 300-row candidates, against exact-fit graphs without spinning: 24–100 candidates
- * 4–18 % faster; 20 candidates as 16 + 4 spinning runs were 19–29 % slower, hence one padded run.
+ * Paired runs at 512-d, 300-row candidates, against exact-fit graphs without spinning: 20–100 candidates
+ * took 0.61–0.99 of the time; 20 candidates as 16 + 4 spinning runs took 1.19–1.29, hence one padded run.
  */
 export function maxSimRuns(rows: readonly number[], dim: number): Array<{ size: number; used: number; spinning: boolean }> {
   const runs: Array<{ size: number; used: number; spinning: boolean }> = [];
