@@ -58,10 +58,10 @@ const HNSW = { connectivity: 16, expansionAdd: 128 };
 /** Faiss runs before mir3d's graph exists (and so before its calibration): it searches at this ef. */
 const FAISS_EF_SEARCH = 256;
 const RERANK_CANDIDATES = 50;
-/** Re-ranking rounds: in each, mir3d's two layouts, then numpy's three calls, each call once. */
+/** Re-ranking rounds: in each, mir3d's two layouts, then numpy's three ways, each timed once (see timedCall). */
 const RERANK_ROUNDS = Number(process.env.BENCH_RERANK_ROUNDS ?? 31);
 /** OpenBLAS threads spin about 0.1 s after a product before they sleep: mir3d's next call waits this long
- * so that it never shares the two cores with them (ONNX Runtime's threads here do not spin). numpy's
+ * so that it never shares the two cores with them (ONNX Runtime's threads stop spinning when a run returns). numpy's
  * calls wait as long after mir3d's, so both sides start from the same idle machine (on this VM a call
  * after an idle quarter second runs 5–10 % slower than one right after another). */
 const OPENBLAS_SPIN_MS = 250;
@@ -104,8 +104,8 @@ interface RerankResult {
   nodeMs: number;
   /** The same candidates as adjacent views of one buffer. */
   nodeViewsMs: number;
-  /** numpy given the candidates as separate arrays: per round the faster of one product each and
-   * concatenating them first. */
+  /** numpy given the candidates as separate arrays: whichever of one product each and concatenating them
+   * first is faster over all rounds. */
   numpySeparateMs: number;
   /** numpy on one contiguous matrix of all candidates: one product, no gathering (the lower bound). */
   numpyMs: number;
