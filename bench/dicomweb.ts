@@ -25,15 +25,10 @@ import { openStore } from '../src/store/index.js';
 import { totalSegWithUids } from '../test/helpers/dicom-uids.js';
 import { skipWithoutOrthanc, startOrthanc, type UploadedSeries } from '../test/helpers/orthanc.js';
 import { hasSharedData, sharedPath } from '../test/helpers/shared-data.js';
+import { median } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const FOLDERS = ['ircad17/dicom', 'totalseg/dicom', 'ge-head-ct-dicom'];
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 async function timed(work: () => Promise<number>): Promise<{ seconds: number; bytes: number }> {
   const started = performance.now();

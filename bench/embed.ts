@@ -32,6 +32,7 @@ import { planSlicePreprocessing, preprocessSliceInto, sliceBatches } from '../sr
 import { bodyBoundingBox } from '../src/preprocess/body-crop.js';
 import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
 import { hasSharedData, sharedDataDir, sharedPath } from '../test/helpers/shared-data.js';
+import { median, timed } from './stats.js';
 
 const require = createRequire(import.meta.url);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -39,12 +40,6 @@ const BATCH_SIZES = [1, 8, 32];
 const SKIP_TFJS = process.env.BENCH_SKIP_TFJS === '1';
 /** Slices per timed run: enough for several batches of 32. */
 const SLICES_PER_RUN = 64;
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 async function timeRuns(run: () => Promise<void>): Promise<number> {
   await run(); // warm-up: first inference allocates and tunes
@@ -174,13 +169,10 @@ async function wholeVolume(volume: Volume, encoder: OnnxEncoder, path: string | 
       // The spin-waiting variants' threads spin on for a while after their last run; a quarter second
       // lets them stop before the next variant starts (right after them, "main" ran 8–9 % slower).
       await new Promise((resolve) => setTimeout(resolve, 250));
-      const start = performance.now();
-      const cpuStart = process.cpuUsage();
-      await run();
-      const cpu = process.cpuUsage(cpuStart);
+      const call = await timed(run);
       if (round === 0) continue; // round 0 warms up
-      seconds.get(name)!.push((performance.now() - start) / 1000);
-      cpuSeconds.get(name)!.push((cpu.user + cpu.system) / 1e6);
+      seconds.get(name)!.push(call.seconds);
+      cpuSeconds.get(name)!.push(call.cpuSeconds);
     }
   }
   await mainFeeder.close();
@@ -234,32 +226,27 @@ async function indexFolder(encoder: OnnxEncoder, which: 'all' | 'no-jpeg2000'): 
     const preprocessed: SliceTensor[] = [];
     const reads: string[] = [];
     for (const source of sources) {
-      const start = performance.now();
-      const cpuStart = process.cpuUsage();
-      const volume = await readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {});
-      const cpu = process.cpuUsage(cpuStart);
+      const read = await timed(() => readVolume(source.path, source.seriesKey ? { seriesKey: source.seriesKey } : {}));
+      const volume = read.value;
       const sliceIndices = selectSlices(volume, encoder.preprocessing.sliceStepMm);
-      reads.push(`${relative(hasSharedData ? sharedDataDir : work, source.path)}: ${sliceIndices.length} slices, read ${(performance.now() - start).toFixed(0)} ms, CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (all threads)`);
+      reads.push(`${relative(hasSharedData ? sharedDataDir : work, source.path)}: ${sliceIndices.length} slices, read ${(read.seconds * 1000).toFixed(0)} ms, CPU ${(read.cpuSeconds * 1000).toFixed(0)} ms (all threads)`);
       preprocessed.push(...sliceBatches(volume, encoder.preprocessing, batchSize, { sliceIndices }));
     }
     const slices = preprocessed.reduce((n, batch) => n + batch.count, 0);
     const seconds = { inference: [] as number[], index: [] as number[] };
     const cpuSeconds = { inference: [] as number[], index: [] as number[] };
-    const timed = async (into: 'inference' | 'index', round: number, run: () => Promise<void>): Promise<void> => {
-      const start = performance.now();
-      const cpuStart = process.cpuUsage();
-      await run();
-      const cpu = process.cpuUsage(cpuStart);
+    const timedRound = async (into: 'inference' | 'index', round: number, run: () => Promise<void>): Promise<void> => {
+      const call = await timed(run);
       if (round === 0) return; // round 0 warms up
-      seconds[into].push((performance.now() - start) / 1000);
-      cpuSeconds[into].push((cpu.user + cpu.system) / 1e6);
+      seconds[into].push(call.seconds);
+      cpuSeconds[into].push(call.cpuSeconds);
     };
     for (let round = 0; round <= RUNS; round++) {
-      await timed('inference', round, async () => {
+      await timedRound('inference', round, async () => {
         for (const batch of preprocessed) await encoder.embed(batch);
       });
       const dir = join(work, `index-${round}`);
-      await timed('index', round, async () => {
+      await timedRound('index', round, async () => {
         const store = openStore(dir, { encoderId: encoder.id, dim: encoder.dim });
         try {
           const summary = await indexVolumes(sources, { store, encoder, batchSize });

@@ -10,6 +10,7 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { computeSessions, exactTopK, type ExecutionProvider, type RowBlock } from '../src/compute/index.js';
+import { firstLine } from '../src/errors.js';
 import { embedVolume } from '../src/encode/embed-volume.js';
 import type { OnnxEncoder } from '../src/encode/onnx-encoder.js';
 import { openEncoder } from '../src/encode/registry.js';
@@ -19,9 +20,9 @@ import { sliceBatches } from '../src/preprocess/batches.js';
 import type { SliceTensor } from '../src/preprocess/slice-tensor.js';
 import { selectSlices } from '../src/preprocess/slices.js';
 import { DEFAULT_BLOCK_BYTES } from '../src/store/slice-matrix.js';
-import { uniformStream } from '../src/synth/random.js';
 import { generatePhantom } from '../src/synth/index.js';
 import { hasSharedData, sharedPath } from '../test/helpers/shared-data.js';
+import { median, timed, unitRows } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROWS = Number(process.env.BENCH_GPU_ROWS ?? 1_000_000);
@@ -31,22 +32,6 @@ const K = 20;
 /** embedVolume's default batch, the one bench:embed measures end to end. */
 const BATCH = 16;
 const PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda'];
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-
-async function seconds(run: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await run();
-  return (performance.now() - start) / 1000;
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0];
-}
 
 interface Row {
   label: string;
@@ -110,16 +95,14 @@ async function embedding(): Promise<void> {
   const vectors = new Map<ExecutionProvider, Float32Array>();
   for (let round = 0; round <= RUNS; round++) {
     for (const [provider, encoder] of encoders) {
-      const inferenceSeconds = await seconds(async () => {
+      const inferenceOnly = await timed(async () => {
         for (const batch of batches) await encoder.embed(batch);
       });
-      const endToEndSeconds = await seconds(async () => {
-        const embedded = await embedVolume(path ? await readVolume(path) : volume, encoder, { batchSize: BATCH });
-        vectors.set(provider, embedded.vectors);
-      });
+      const whole = await timed(async () => embedVolume(path ? await readVolume(path) : volume, encoder, { batchSize: BATCH }));
+      vectors.set(provider, whole.value.vectors);
       if (round === 0) continue; // warm-up: first runs allocate, and CUDA tunes its kernels
-      inference.get(provider)!.push(indices.length / inferenceSeconds);
-      endToEnd.get(provider)!.push(indices.length / endToEndSeconds);
+      inference.get(provider)!.push(indices.length / inferenceOnly.seconds);
+      endToEnd.get(provider)!.push(indices.length / whole.seconds);
     }
   }
   const source = path ? `IRCADb-17 (512×512×${volume.dims[2]}, gzip NIfTI)` : 'a phantom in memory (no ../shared/data)';
@@ -135,24 +118,13 @@ async function embedding(): Promise<void> {
   for (const encoder of encoders.values()) await encoder.close();
 }
 
-/** Rows of random directions in the store's block size, generated block by block (5 GB at 1M × 1280). */
+/** Random unit rows in the store's block size, generated block by block (5 GB at 1M × 1280). */
 function randomBlocks(rows: number, dim: number, seed: number): RowBlock[] {
-  const random = uniformStream(seed);
   const blockRows = Math.max(1, Math.floor(DEFAULT_BLOCK_BYTES / (4 * dim)));
   const blocks: RowBlock[] = [];
   for (let first = 0; first < rows; first += blockRows) {
     const count = Math.min(blockRows, rows - first);
-    const vectors = new Float32Array(count * dim);
-    for (let r = 0; r < count; r++) {
-      let norm = 0;
-      for (let j = r * dim; j < (r + 1) * dim; j++) {
-        vectors[j] = random() - 0.5;
-        norm += vectors[j] * vectors[j];
-      }
-      const scale = 1 / Math.sqrt(norm);
-      for (let j = r * dim; j < (r + 1) * dim; j++) vectors[j] *= scale;
-    }
-    blocks.push({ vectors, rows: count });
+    blocks.push({ vectors: unitRows(count, dim, seed + first), rows: count });
   }
   return blocks;
 }
@@ -176,10 +148,10 @@ async function exactSearch(): Promise<void> {
   const ids = new Map<ExecutionProvider, string[]>();
   for (let round = 0; round <= RUNS; round++) {
     for (const provider of ran) {
-      let found;
-      const taken = await seconds(async () => (found = await exactTopK(queries, DIM, blocks, K, { provider })));
-      ids.set(provider, Array.from(found!.blockIndices, (b, n) => `${b}:${found!.rowIndices[n]}`));
-      if (round > 0) times.get(provider)!.push(taken * 1000);
+      const search = await timed(() => exactTopK(queries, DIM, blocks, K, { provider }));
+      const found = search.value;
+      ids.set(provider, Array.from(found.blockIndices, (b, n) => `${b}:${found.rowIndices[n]}`));
+      if (round > 0) times.get(provider)!.push(search.seconds * 1000);
     }
   }
   printRows(

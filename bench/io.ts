@@ -9,6 +9,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { readVolume } from '../src/io/read.js';
 import { hasSharedData, projectRoot, sharedDataDir, sharedPath } from '../test/helpers/shared-data.js';
+import { median, timed } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 /** Rounds per case, mir3d and the reference alternating, so a change in load hits both alike. */
@@ -17,12 +18,6 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const ONLY = process.env.BENCH_ONLY;
 /** Debian's interpreter: python3-nibabel and python3-pydicom install there, not into a pyenv python. */
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 function pythonHas(module: string): boolean {
   return spawnSync(PYTHON, ['-c', `import ${module}`]).status === 0;
@@ -62,13 +57,10 @@ async function timeReads(path: string): Promise<Timing> {
   const seconds: number[] = [];
   const cpuSeconds: number[] = [];
   for (let run = 0; run < RUNS; run++) {
-    const start = process.hrtime.bigint();
-    const cpuStart = process.cpuUsage();
-    const volume = await readVolume(path);
-    const cpu = process.cpuUsage(cpuStart);
-    seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
-    cpuSeconds.push((cpu.user + cpu.system) / 1e6);
-    voxels = volume.data.length;
+    const read = await timed(() => readVolume(path));
+    seconds.push(read.seconds);
+    cpuSeconds.push(read.cpuSeconds);
+    voxels = read.value.data.length;
   }
   return { seconds: median(seconds), cpuSeconds: median(cpuSeconds), voxels };
 }

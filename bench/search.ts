@@ -28,6 +28,7 @@ import { maxSimilarityPerSegment } from '../src/compute/max-sim.js';
 import { computeSessions } from '../src/compute/runtime.js';
 import { openStore, type ApproximateIndexCalibration, type SliceHit, type Store } from '../src/store/index.js';
 import { SliceLikeGenerator } from '../test/helpers/vectors.js';
+import { median, timed, unitRows } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/bench → project root. */
@@ -118,12 +119,6 @@ interface RerankResult {
   peakRssMB: number;
 }
 
-const median = (values: number[]): number => {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 async function timeRuns<T>(runs: number, fn: () => Promise<T>): Promise<{ ms: number; runs: number[]; last: T }> {
   let last = await fn(); // warm-up
   const times: number[] = [];
@@ -133,36 +128,6 @@ async function timeRuns<T>(runs: number, fn: () => Promise<T>): Promise<{ ms: nu
     times.push(performance.now() - t0);
   }
   return { ms: median(times), runs: times.map((t) => Math.round(t * 10) / 10), last };
-}
-
-/** xorshift128+ → Box–Muller: random unit vectors fast enough for 1.28 G numbers. */
-function unitRows(rows: number, dim: number, seed: number): Float32Array {
-  let s0 = (seed * 2654435761) >>> 0 || 1;
-  let s1 = (seed * 40503 + 12345) >>> 0 || 2;
-  const next = (): number => {
-    let x = s0;
-    const y = s1;
-    s0 = y;
-    x ^= x << 23;
-    x ^= x >>> 17;
-    x ^= y ^ (y >>> 26);
-    s1 = x >>> 0;
-    return ((s0 + s1) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(rows * dim);
-  for (let i = 0; i < out.length; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(next() + 1e-12));
-    const t = 2 * Math.PI * next();
-    out[i] = r * Math.cos(t);
-    if (i + 1 < out.length) out[i + 1] = r * Math.sin(t);
-  }
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let j = r * dim; j < (r + 1) * dim; j++) s += out[j] * out[j];
-    const inv = 1 / Math.sqrt(s);
-    for (let j = r * dim; j < (r + 1) * dim; j++) out[j] *= inv;
-  }
-  return out;
 }
 
 function bytesOf(a: Float32Array): Buffer {
@@ -344,12 +309,8 @@ class NumpyPeer {
  * the other side's would find its candidates evicted by the other's 30–80 MB. */
 async function timedCall(fn: () => Promise<unknown>): Promise<{ ms: number; cpuMs: number }> {
   await fn();
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await fn();
-  const ms = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  return { ms, cpuMs: (cpu.user + cpu.system) / 1000 };
+  const call = await timed(fn);
+  return { ms: call.seconds * 1000, cpuMs: call.cpuSeconds * 1000 };
 }
 
 /** Every call of one side and the other paired round by round, so that a change of machine load within
